@@ -1,0 +1,73 @@
+# llamita — build and test.
+#   make            build the library (build/libllamita.a, build/libllamita.so) and the CLI (build/llamita)
+#   make test       build everything and run every test (C unit tests + NumPy reference tests)
+#   make test-asan  the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer
+#   make chat       build, then open a chat (see README)
+# Sources are found by wildcard: a new src/*.c joins the library, a new tests/test_*.c becomes a test
+# binary linked against the library, so modules can be added without editing this file.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g $(OPT) $(SAN) -fPIC \
+              -Iinclude -Isrc -fvisibility=hidden
+LDLIBS_CORE = -lm -lpthread
+PYTHON  ?= /usr/bin/python3
+
+LIB_SRC  := $(wildcard src/*.c src/cpu/*.c)
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
+HDRS     := $(wildcard include/*.h src/*.h src/cpu/*.h tests/*.h)
+
+.PHONY: all lib cli tests test test-asan clean deps chat
+all: lib cli
+
+deps:
+	@scripts/install-deps
+
+lib: $(BUILD)/libllamita.a $(BUILD)/libllamita.so
+cli: $(BUILD)/llamita
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libllamita.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libllamita.so: $(LIB_OBJ)
+	$(CC) -shared $(SAN) -o $@ $^ $(LDLIBS_CORE)
+
+$(BUILD)/llamita: tools/llamita.c $(BUILD)/libllamita.a $(HDRS)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) tools/llamita.c -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libllamita.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLM_SOURCE_DIR='"$(CURDIR)"' $< -o $@ $(BUILD)/libllamita.a \
+	    -lcmocka $(LDLIBS_CORE)
+
+# helper programs the Python tests drive (not tests themselves)
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libllamita.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $< -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
+
+tests: $(TEST_BIN) $(TOOL_BIN)
+
+test: deps all tests
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/run.sh
+
+# Sanitizer build in its own folder; CI runs it after `make test`.
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+chat: deps all
+	@scripts/chat
+
+clean:
+	rm -rf build build-asan
