@@ -78,7 +78,10 @@ enum lm_gguf_type lm_gguf_kv_type(const lm_gguf *g, int64_t i);
 /* For ARRAY values: element type and count. */
 enum lm_gguf_type lm_gguf_arr_type(const lm_gguf *g, int64_t i);
 uint64_t lm_gguf_arr_n(const lm_gguf *g, int64_t i);
-/* Raw element data of a non-string array (little-endian, packed), pointing into the map. */
+/* Raw element data of a non-string array (little-endian, packed), pointing into the map.
+ * NOT ALIGNED: GGUF does not align metadata, so this pointer may be odd. Never dereference it as
+ * `const float *` / `const int32_t *` (undefined behaviour, UBSan aborts): memcpy the elements out,
+ * or use lm_gguf_arr_get_f32 / lm_gguf_arr_get_i64 below. */
 const void *lm_gguf_arr_data(const lm_gguf *g, int64_t i);
 /* Element j of a string array (O(1): offsets are indexed at open time). */
 lm_gguf_str lm_gguf_arr_str(const lm_gguf *g, int64_t i, uint64_t j);
@@ -96,7 +99,8 @@ bool lm_gguf_get_f32_opt(const lm_gguf *g, const char *key, float *out, char *er
 bool lm_gguf_get_bool_opt(const lm_gguf *g, const char *key, bool *out, char *err, size_t err_size);
 bool lm_gguf_get_str_opt(const lm_gguf *g, const char *key, lm_gguf_str *out, char *err, size_t err_size);
 /* Value i rendered as text into buf (snprintf contract: returns full length). Arrays show at most
- * max_elems elements then ", ... (N total)". */
+ * max_elems elements (all if max_elems < 0) then ", ... (N total)", e.g. `["<unk>", "<s>", ...
+ * (32000 total)]`. Strings are double-quoted with C escapes (\" \\ \n \r \t \xNN); floats use %g. */
 int lm_gguf_kv_to_str(const lm_gguf *g, int64_t i, char *buf, size_t buf_size, int max_elems);
 const char *lm_gguf_type_name(enum lm_gguf_type t); /* "u32", "string", ... */
 
@@ -137,10 +141,21 @@ void lm_gguf_writer_set_arr_str(lm_gguf_writer *w, const char *key, const char *
 void lm_gguf_writer_copy_kv(lm_gguf_writer *w, const lm_gguf *src, int64_t i);
 /* Adds a tensor. ne[0] must be a multiple of the type's block size. Data (lm_row_size(type, ne[0]) x
  * rows bytes) is referenced, not copied. Returns false (message in err) on a bad type, shape or
- * duplicate name. */
+ * duplicate name. data == NULL writes zeros. Names must be shorter than 64 bytes (llama.cpp's
+ * limit). */
 bool lm_gguf_writer_add_tensor(lm_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                const int64_t *ne, const void *data, char *err, size_t err_size);
 /* Writes the file. Returns false with a message on I/O errors. */
 bool lm_gguf_writer_write(lm_gguf_writer *w, const char *path, char *err, size_t err_size);
+
+/* ---- additions (H1) ---- */
+/* Raw little-endian bytes of scalar value i (any type but STRING/ARRAY), pointing into the map;
+ * NULL for strings, arrays or a bad index. For exact access to u64/f64 values and for tests. */
+const void *lm_gguf_val_data(const lm_gguf *g, int64_t i);
+/* Element j of a numeric array i. _f32: any integer or float element type, converted to float.
+ * _i64: any integer or bool element type (u64 values above INT64_MAX fail). Return false (no
+ * message) for a non-array, a wrong element type or j out of range. O(1). */
+bool lm_gguf_arr_get_f32(const lm_gguf *g, int64_t i, uint64_t j, float *out);
+bool lm_gguf_arr_get_i64(const lm_gguf *g, int64_t i, uint64_t j, int64_t *out);
 
 #endif

@@ -60,4 +60,10 @@ struct llamita_model {
 };
 
 const lm_vocab *lm_model_vocab(const llamita_model *m);
+
+/* llama.cpp's LLAMA_FTYPE numbering (general.file_type): short names such as "Q4_K_M"; NULL for an
+ * unknown number (the "guessed" flag 1024 is ignored). lm_ftype_from_name parses those names
+ * (case-insensitive) and returns -1 when unknown. */
+const char *lm_ftype_name(uint32_t ftype);
+int lm_ftype_from_name(const char *name);
 #endif
