@@ -110,12 +110,14 @@ LLAMITA_API llamita_token llamita_token_eos(const llamita_model *model);
 LLAMITA_API bool llamita_token_is_eog(const llamita_model *model, llamita_token token);
 LLAMITA_API bool llamita_add_bos(const llamita_model *model); /* tokenizer.ggml.add_bos_token */
 LLAMITA_API bool llamita_add_eos(const llamita_model *model);
-/* The token's text in the vocabulary (e.g. "▁Hello", "<0x0A>", "</s>"); owned by the model. */
+/* The token's text in the vocabulary (e.g. "▁Hello", "<0x0A>", "</s>"); owned by the model.
+ * Returns NULL when token is out of range. */
 LLAMITA_API const char *llamita_token_get_text(const llamita_model *model, llamita_token token);
 
 /* Converts text (text_len bytes, or strlen(text) when text_len < 0) into token ids.
  *  add_special:   add BOS/EOS as the model's add_bos_token/add_eos_token say.
- *  parse_special: recognise control tokens written in the text (such as "</s>") as single tokens.
+ *  parse_special: recognise control tokens written in the text (such as "</s>") as single tokens
+ *                 (user-defined tokens written in the text are always matched, as in llama.cpp).
  * Returns the number of tokens written; if n_tokens_max is too small, returns minus the number
  * needed and writes nothing useful. Returns INT32_MIN on error (invalid arguments). */
 LLAMITA_API int32_t llamita_tokenize(const llamita_model *model, const char *text, int32_t text_len,
@@ -124,15 +126,18 @@ LLAMITA_API int32_t llamita_tokenize(const llamita_model *model, const char *tex
 
 /* The text of one token: normal pieces with "▁" as space, byte tokens <0xNN> as the raw byte,
  * control tokens only when `special` is true (else empty). `lstrip` removes up to that many leading
- * spaces. Returns the number of bytes written (no NUL is added), or minus the number needed when
+ * spaces. Ids outside the vocabulary and UNUSED/UNDEFINED tokens give 0 bytes; UNKNOWN tokens are
+ * treated like control tokens; user-defined tokens are always written. Returns the number of bytes written (no NUL is added), or minus the number needed when
  * len is too small. */
 LLAMITA_API int32_t llamita_token_to_piece(const llamita_model *model, llamita_token token,
                                            char *buf, int32_t len, int32_t lstrip, bool special);
 
-/* Joins pieces of tokens into text (no NUL added). remove_special drops a leading BOS and a
- * trailing EOS; unparse_special renders control tokens as their text. Like SentencePiece, the space
+/* Joins pieces of tokens into text (no NUL added). remove_special drops a leading BOS only when the
+ * model's add_bos is set (the next piece then keeps its leading space) and a trailing EOS only when
+ * add_eos is set, as llama.cpp does; unparse_special renders control tokens as their text. Like SentencePiece, the space
  * that the tokenizer prefixes to the first word is removed (when the model's add_space_prefix is
- * set and the first piece starts with a space). Returns bytes written or minus bytes needed. */
+ * set and the first piece starts with a space). Returns bytes written or minus bytes needed, or
+ * INT32_MIN on invalid arguments. */
 LLAMITA_API int32_t llamita_detokenize(const llamita_model *model, const llamita_token *tokens,
                                        int32_t n_tokens, char *text, int32_t text_len_max,
                                        bool remove_special, bool unparse_special);

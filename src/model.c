@@ -1031,7 +1031,7 @@ static int32_t decode_ubatch(llamita_context *ctx, const bview *b, int32_t i0, i
                     memcpy(ctx->x + (size_t)j * E, ctx->x + (size_t)t * E, (size_t)E * sizeof(float));
                     memcpy(ctx->q + (size_t)j * NQ, ctx->q + (size_t)t * NQ, (size_t)NQ * sizeof(float));
                     ctx->tok_nattn[j] = ctx->tok_nattn[t];
-                    ctx->out_rows[j] = t; /* keep: the original index, for its sequence */
+                    /* out_rows[j] keeps the original index t: the attention loop needs its seq */
                 }
             }
         }
@@ -1107,7 +1107,12 @@ int llamita_decode_tokens(llamita_context *ctx, const llamita_token *tokens, int
         lm_seterr(err, err_size, "decode: NULL context");
         return -1;
     }
-    bview b = {n, tokens, NULL, NULL, NULL, llamita_kv_seq_pos_max(ctx, 0) + 1, all_logits};
+    const llamita_pos pos0 = llamita_kv_seq_pos_max(ctx, 0) + 1;
+    if (n > 0 && pos0 > INT32_MAX - n) {
+        lm_seterr(err, err_size, "decode: positions %d + %d tokens would overflow", pos0, n);
+        return -1;
+    }
+    bview b = {n, tokens, NULL, NULL, NULL, pos0, all_logits};
     return decode_view(ctx, &b, err, err_size);
 }
 

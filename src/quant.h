@@ -81,6 +81,10 @@ static_assert(sizeof(lm_block_q8_K) == 292, "q8_K size");
 
 /* n elements; n must be a multiple of the type's block size. */
 typedef void (*lm_to_float_fn)(const void *restrict x, float *restrict y, int64_t n);
+/* from_float: Q8_0 / Q8_1 / Q8_K reproduce llama.cpp's activation quantization bit for bit (x86 path:
+ * d = amax/127, q = round-half-even(x * 127/amax); Q8_K: d = max/-127 for the signed max). The other
+ * types use llamita's own search-based quantizer (error at or below llama-quantize's without imatrix).
+ * Any input is safe (NaN/inf give garbage blocks, never undefined behaviour). */
 typedef void (*lm_from_float_fn)(const float *restrict x, void *restrict y, int64_t n);
 /* *s = dot(x[0..n) of this type, y[0..n) of vec_dot_type) */
 typedef void (*lm_vec_dot_fn)(int64_t n, float *restrict s, const void *restrict x, const void *restrict y);
@@ -98,12 +102,15 @@ typedef struct lm_type_traits {
 /* Traits of type id t, or NULL for an unknown / unsupported id. */
 const lm_type_traits *lm_type_traits_get(uint32_t t);
 const char *lm_type_name(uint32_t t); /* "?" when unknown */
-/* Bytes of a row of ne0 elements (ne0 a multiple of the block size). */
+/* Bytes of a row of ne0 elements (ne0 a multiple of the block size). Returns 0 for an unknown type,
+ * ne0 < 0, ne0 not a multiple of the block size, or a size that overflows size_t. */
 size_t lm_row_size(uint32_t t, int64_t ne0);
 /* Parses "Q4_K", "q8_0", "F16", ... into a type id; -1 if unknown. */
 int lm_type_from_name(const char *name);
 
-/* Scalar conversions (round to nearest even, like F16C / ggml). */
+/* Scalar conversions (round to nearest even, like F16C / ggml). fp16: subnormals, inf exact; NaN stays
+ * NaN with its sign, made quiet (as F16C does). bf16 -> fp32 is a plain shift; fp32 -> bf16 makes NaN
+ * quiet, otherwise rounds to nearest even. */
 float lm_fp16_to_fp32(lm_fp16 h);
 lm_fp16 lm_fp32_to_fp16(float f);
 float lm_bf16_to_fp32(lm_bf16 h);

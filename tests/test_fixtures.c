@@ -38,30 +38,50 @@
  * Dumps and their bounds
  * -------------------------------------------------------------------------------------------- */
 
+typedef struct bounds {
+    double max;  /* max abs logit diff allowed */
+    double mean; /* mean abs logit diff allowed */
+} bounds;
+
 typedef struct fixture {
     const char *prefix;  /* under ../shared/fixtures, e.g. "quant/fx-tok512-Q4_0" */
-    double max_bound;    /* max abs logit diff allowed (prompt, teacher forcing and incremental) */
-    double mean_bound;   /* mean abs logit diff allowed */
+    bounds prompt;       /* all prompt positions in one batch vs .logits */
+    bounds gen;          /* teacher forcing and incremental vs .gen.logits */
     bool greedy_exact;   /* free-running greedy generation must equal .gen */
     char name[96];       /* test name */
 } fixture;
 
-/* README "plain ref vs llama.cpp": stories260K <= 1.8e-2 max / 3.2e-3 mean; F16 1.2e-3 / 2.3e-4;
- * BF16 8.4e-3 / 1.5e-3; quantized types 2.9e-2..4.5e-2 max / 5.4e-3..7.8e-3 mean. Suggested:
- * stories 2e-2, F16 2e-3, BF16 1.5e-2, quantized 6e-2 / 1e-2. */
-#define B_STORIES 2e-2, 4e-3
-#define B_F16 2e-3, 5e-4
-#define B_BF16 1.5e-2, 3e-3
-#define B_QUANT 6e-2, 1e-2
+/* Bounds. The README's suggestions (from "plain ref vs llama.cpp", what an exact float64
+ * implementation measures): stories260K 2e-2, F16 2e-3, BF16 1.5e-2, quantized 6e-2 max / 1e-2 mean.
+ * Measured here (x86-64, gcc -O2; "ours" = prompt / teacher = incremental, max / mean):
+ *   stories260K  5.5e-3 / 2.1e-4 (cafe prompt);  2.0e-2 / 1.3e-3 (bos, 256 generated positions)
+ *   F16          8.9e-4 / 1.4e-4;  7.3e-4 / 1.5e-4
+ *   BF16         4.3e-3 / 6.9e-4;  4.9e-3 / 8.8e-4
+ *   Q8_0         5.2e-3 / 3.6e-5;  3.9e-3 / 5.8e-5
+ *   Q4_0..Q6_K   <= 3.3e-2 / 5.0e-3;  <= 3.2e-2 / 5.6e-3
+ *   spm32k       Q8_0 1.2e-2 / 5.1e-5, Q4_K_M 2.1e-2 / 1.8e-4;  both <= 7.2e-7 / 3.4e-8
+ * Where we are much better than the suggestion (stories260K prompt, BF16, Q8_0, spm32k means) the
+ * bound is tightened to ~2-10x what we measure: those figures show we reproduce llama.cpp's rounding,
+ * and a kernel change that stops doing so (legitimate in itself: an exact float implementation lands
+ * at the README's "plain" figures) should be noticed and the bound relaxed deliberately.
+ * Loosened: stories260K's generation rows (.gen.logits, 256 positions for bos) to 3e-2: the float64
+ * NumPy reference measures 4.8e-2 plain / 1.4e-2 mimic there (positions 220-250, |logit| <= 22), and
+ * llama.cpp's own batch-vs-incremental difference on lily is 1.3e-2; we measure 2.04e-2. */
+#define B_STORIES {1.2e-2, 1e-3}, {3e-2, 3e-3}
+#define B_F16 {2e-3, 5e-4}, {2e-3, 5e-4}
+#define B_BF16 {1e-2, 2e-3}, {1e-2, 2e-3}
+#define B_Q8_0 {2e-2, 5e-4}, {2e-2, 5e-4}
+#define B_QUANT {6e-2, 1e-2}, {6e-2, 1e-2}
+#define B_SPM32K {6e-2, 1e-3}, {6e-2, 1e-3}
 
 static fixture fixtures[] = {
     {"models/stories260K-bos", B_STORIES, true, ""},
     {"models/stories260K-lily", B_STORIES, true, ""},
     {"models/stories260K-cafe", B_STORIES, true, ""},
-    {"quant/fx-tok512-F32", 2e-3, 5e-4, false, ""}, /* no .gguf in the public set: skipped */
+    {"quant/fx-tok512-F32", B_F16, false, ""}, /* no .gguf in the public set: skipped */
     {"quant/fx-tok512-F16", B_F16, false, ""},
     {"quant/fx-tok512-BF16", B_BF16, false, ""},
-    {"quant/fx-tok512-Q8_0", B_QUANT, false, ""},
+    {"quant/fx-tok512-Q8_0", B_Q8_0, false, ""},
     {"quant/fx-tok512-Q4_0", B_QUANT, false, ""},
     {"quant/fx-tok512-Q4_1", B_QUANT, false, ""},
     {"quant/fx-tok512-Q5_0", B_QUANT, false, ""},
@@ -75,8 +95,8 @@ static fixture fixtures[] = {
     {"quant/fx-tok512-Q5_K_S", B_QUANT, false, ""},
     {"quant/fx-tok512-Q5_K_M", B_QUANT, false, ""},
     {"quant/fx-tok512-Q6_K", B_QUANT, false, ""},
-    {"vocab32k/fx-spm32k-Q8_0", B_QUANT, false, ""},
-    {"vocab32k/fx-spm32k-Q4_K_M", B_QUANT, false, ""},
+    {"vocab32k/fx-spm32k-Q8_0", B_SPM32K, false, ""},
+    {"vocab32k/fx-spm32k-Q4_K_M", B_SPM32K, false, ""},
 };
 #define N_FIXTURES ((int)(sizeof fixtures / sizeof fixtures[0]))
 
@@ -276,20 +296,20 @@ static void cmp_row(cmp *c, const float *ours, const float *ref, int32_t n_vocab
 }
 
 /* Prints the figures and asserts them against the fixture's bounds. */
-static void cmp_check(const cmp *c, const fixture *fx, const char *what) {
+static void cmp_check(const cmp *c, const fixture *fx, const bounds *bd, const char *what) {
     double mean = c->n ? c->sum / (double)c->n : 0.0;
     fprintf(stderr, "  %-28s %-11s max abs diff %.3e (row %d)  mean %.3e  top-1 %d/%d  [bounds %.1e / %.1e]\n",
-            fx->prefix, what, c->max, c->worst_row, mean, c->top1_equal, c->top1_checked, fx->max_bound,
-            fx->mean_bound);
+            fx->prefix, what, c->max, c->worst_row, mean, c->top1_equal, c->top1_checked, bd->max,
+            bd->mean);
     assert_int_equal(c->nonfinite, 0);
-    if (c->max > fx->max_bound)
+    if (c->max > bd->max)
         fail_msg("%s %s: max abs diff %.4g at row %d > %.3g", fx->prefix, what, c->max, c->worst_row,
-                 fx->max_bound);
-    if (mean > fx->mean_bound)
-        fail_msg("%s %s: mean abs diff %.4g > %.3g", fx->prefix, what, mean, fx->mean_bound);
+                 bd->max);
+    if (mean > bd->mean)
+        fail_msg("%s %s: mean abs diff %.4g > %.3g", fx->prefix, what, mean, bd->mean);
     if (c->top1_first_bad >= 0)
         fail_msg("%s %s: top-1 differs from llama.cpp at row %d although its margin exceeds %.3g",
-                 fx->prefix, what, c->top1_first_bad, fx->max_bound);
+                 fx->prefix, what, c->top1_first_bad, bd->max);
 }
 
 /* ----------------------------------------------------------------------------------------------
@@ -325,9 +345,9 @@ static void test_tokens_logits(void **state) {
     cmp_init(&c);
     for (int32_t i = 0; i < d.n_tokens; i++)
         cmp_row(&c, llamita_get_logits_ith(ctx, i), d.logits + (size_t)i * d.n_vocab, d.n_vocab, i,
-                d.top1_margin[i], fx->max_bound);
+                d.top1_margin[i], fx->prompt.max);
     llamita_context_free(ctx);
-    cmp_check(&c, fx, "prompt");
+    cmp_check(&c, fx, &fx->prompt, "prompt");
     dump_close(&d);
 }
 
@@ -350,10 +370,10 @@ static void test_teacher(void **state) {
     cmp_init(&c);
     for (int32_t j = 0; j < d.n_gen; j++)
         cmp_row(&c, llamita_get_logits_ith(ctx, d.n_tokens - 1 + j), d.gen_logits + (size_t)j * d.n_vocab,
-                d.n_vocab, j, d.gen_margin[j], fx->max_bound);
+                d.n_vocab, j, d.gen_margin[j], fx->gen.max);
     llamita_context_free(ctx);
     free(seq);
-    cmp_check(&c, fx, "teacher");
+    cmp_check(&c, fx, &fx->gen, "teacher");
     dump_close(&d);
 }
 
@@ -372,11 +392,11 @@ static void test_incremental(void **state) {
         if (j > 0 && llamita_decode_tokens(ctx, &d.gen[j - 1], 1, false, err, sizeof err) != 0)
             fail_msg("%s: single-token decode at position %d: %s", fx->prefix, d.n_tokens + j - 1, err);
         cmp_row(&c, llamita_get_logits_ith(ctx, -1), d.gen_logits + (size_t)j * d.n_vocab, d.n_vocab, j,
-                d.gen_margin[j], fx->max_bound);
+                d.gen_margin[j], fx->gen.max);
     }
     assert_int_equal(llamita_kv_seq_pos_max(ctx, 0), d.n_tokens + d.n_gen - 2);
     llamita_context_free(ctx);
-    cmp_check(&c, fx, "incremental");
+    cmp_check(&c, fx, &fx->gen, "incremental");
     dump_close(&d);
 }
 

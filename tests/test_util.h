@@ -20,7 +20,7 @@
 #endif
 
 static inline const char *lm_test_shared_dir(void) {
-    static char path[4096];
+    static char path[2048];
     static int done = 0;
     if (!done) {
         done = 1;
@@ -48,7 +48,7 @@ static inline const char *lm_test_shared_path(char *buf, size_t size, const char
     } while (0)
 
 static inline const char *lm_test_tmpdir(void) {
-    static char dir[4096];
+    static char dir[2048];
     if (!dir[0]) {
         const char *t = getenv("TMPDIR");
         snprintf(dir, sizeof dir, "%s/llamita-test-XXXXXX", (t && *t) ? t : "/tmp");
