@@ -32,9 +32,22 @@ deps:
 lib: $(BUILD)/libllamita.a $(BUILD)/libllamita.so
 cli: $(BUILD)/llamita
 
+# SIMD files get their own instruction-set flags; the rest of the build stays baseline so one binary
+# runs on any CPU of the architecture (src/cpu/dispatch.c picks the kernels at run time).
+TARGET := $(shell $(CC) -dumpmachine)
+ifneq (,$(findstring x86_64,$(TARGET)))
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := $(AVX2_FLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+$(BUILD)/src/cpu/x86_avx2.o $(BUILD)/src/cpu/gemm_avx2.o: CFLAGS_ARCH = $(AVX2_FLAGS)
+$(BUILD)/src/cpu/x86_avx512.o $(BUILD)/src/cpu/gemm_avx512.o: CFLAGS_ARCH = $(AVX512_FLAGS)
+endif
+ifneq (,$(findstring aarch64,$(TARGET)))
+$(BUILD)/src/cpu/arm_neon.o $(BUILD)/src/cpu/gemm_neon.o: CFLAGS_ARCH = -march=armv8.2-a+dotprod+fp16
+endif
+
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS_BASE) $(CFLAGS_ARCH) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libllamita.a: $(LIB_OBJ)
 	@rm -f $@
@@ -43,8 +56,9 @@ $(BUILD)/libllamita.a: $(LIB_OBJ)
 $(BUILD)/libllamita.so: $(LIB_OBJ)
 	$(CC) -shared $(SAN) -o $@ $^ $(LDLIBS_CORE)
 
-$(BUILD)/llamita: tools/llamita.c $(BUILD)/libllamita.a $(HDRS)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) tools/llamita.c -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
+CLI_SRC  := $(wildcard tools/*.c)
+$(BUILD)/llamita: $(CLI_SRC) $(BUILD)/libllamita.a $(HDRS) tools/cli.h
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Itools $(CLI_SRC) -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libllamita.a $(HDRS)
 	@mkdir -p $(dir $@)

@@ -26,271 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "llamita.h"
 #include "synth.h"
 
-#define EXIT_BAD_INPUT 1
 #define EXIT_USAGE 2
-
-/* ---------------------------------------------------------------------------------------------
- * Errors and usage
- * ------------------------------------------------------------------------------------------- */
-
-static const char *g_cmd = NULL; /* current subcommand, for usage hints */
-
-static const char *usage_line(const char *cmd) {
-    if (!cmd) return "usage: llamita {run|tokenize|logits|info|synth} [options]; see 'llamita --help'";
-    if (!strcmp(cmd, "run"))
-        return "usage: llamita run -m MODEL (-p PROMPT | -f FILE) [-n N] [--temp T] [...]; see 'llamita run --help'";
-    if (!strcmp(cmd, "tokenize"))
-        return "usage: llamita tokenize -m MODEL [--no-bos] [--parse-special] TEXT; see 'llamita tokenize --help'";
-    if (!strcmp(cmd, "logits"))
-        return "usage: llamita logits -m MODEL (-p TEXT | -f FILE) -o OUT [-c N] [-b N] [-t N]; see 'llamita logits --help'";
-    if (!strcmp(cmd, "info")) return "usage: llamita info -m MODEL; see 'llamita info --help'";
-    if (!strcmp(cmd, "synth")) return "usage: llamita synth -o OUT.gguf [--type T] [...]; see 'llamita synth --help'";
-    return "usage: llamita {run|tokenize|logits|info|synth} [options]; see 'llamita --help'";
-}
-
-/* Prints "error: <message>" as one line (control characters in the message become spaces). */
-static void print_error_line(const char *fmt, va_list ap) {
-    char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20) *p = ' ';
-    fprintf(stderr, "error: %s\n", msg);
-}
-
-/* Bad input: one error line, exit 1. */
-static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    print_error_line(fmt, ap);
-    va_end(ap);
-    exit(EXIT_BAD_INPUT);
-}
-
-/* Bad usage: error line plus a one-line usage hint, exit 2. */
-static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static _Noreturn void usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    print_error_line(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s\n", usage_line(g_cmd));
-    exit(EXIT_USAGE);
-}
-
-static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warn(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) die("out of memory (allocating %zu bytes)", n);
-    return p;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Argument parsing
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct args {
-    int argc, i;
-    char **argv;
-    bool no_more_opts; /* after "--" */
-} args;
-
-/* If argv[i] is the option `s` (short, may be NULL) or `l` (long), consumes it with its value
- * ("-x V", "--long V" or "--long=V") into *val and returns true. Missing value: usage error. */
-static bool opt_val(args *a, const char *s, const char *l, const char **val) {
-    const char *arg = a->argv[a->i];
-    if (a->no_more_opts) return false;
-    size_t ll = strlen(l);
-    if (!strncmp(arg, l, ll) && arg[ll] == '=') {
-        *val = arg + ll + 1;
-        return true;
-    }
-    if (strcmp(arg, l) != 0 && (!s || strcmp(arg, s) != 0)) return false;
-    if (a->i + 1 >= a->argc) usage_error("option %s needs a value", arg);
-    *val = a->argv[++a->i];
-    return true;
-}
-
-/* True when argv[i] is the flag `s` or `l` (no value). */
-static bool opt_flag(args *a, const char *s, const char *l) {
-    const char *arg = a->argv[a->i];
-    if (a->no_more_opts) return false;
-    return !strcmp(arg, l) || (s && !strcmp(arg, s));
-}
-
-static bool is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
-
-/* Strict integer: all of s must be a base-10 number (else usage error, exit 2); values outside
- * [lo, hi] are bad input (exit 1). */
-static long long parse_int(const char *opt, const char *s, long long lo, long long hi) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || isspace((unsigned char)*s)) usage_error("%s expects an integer, got '%s'", opt, s);
-    if (errno == ERANGE || v < lo || v > hi) die("%s must be between %lld and %lld, got %s", opt, lo, hi, s);
-    return v;
-}
-
-/* Strict float: all of s must be a number (else exit 2); non-finite or outside [lo, hi] exit 1. */
-static float parse_float(const char *opt, const char *s, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || isspace((unsigned char)*s)) usage_error("%s expects a number, got '%s'", opt, s);
-    if (!isfinite(v) || v < lo || v > hi || (errno == ERANGE && fabs(v) > 1.0))
-        die("%s must be a finite number between %g and %g, got %s", opt, lo, hi, s);
-    if (fabs(v) > 3.4e38) die("%s is too large for a float: %s", opt, s);
-    return (float)v;
-}
-
-/* Seed: -1 (or omitted) = from the clock; else an unsigned 64-bit integer. */
-static uint64_t parse_seed(const char *opt, const char *s) {
-    if (!strcmp(s, "-1")) return LLAMITA_DEFAULT_SEED;
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9') {
-        if (*s == '-' && s[1] >= '0' && s[1] <= '9') die("%s must be -1 or a non-negative integer, got %s", opt, s);
-        usage_error("%s expects an integer, got '%s'", opt, s);
-    }
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end) usage_error("%s expects an integer, got '%s'", opt, s);
-    if (errno == ERANGE) die("%s must fit in 64 bits, got %s", opt, s);
-    return (uint64_t)v;
-}
-
-/* Reads a whole file into a NUL-terminated malloc'd buffer; *len = its size. Exit 1 on error. */
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) die("cannot open '%s': %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap > SIZE_MAX / 2) die("'%s' is too large", path);
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) die("out of memory reading '%s'", path);
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) die("cannot read '%s': %s", path, strerror(errno ? errno : EIO));
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-/* llama.cpp-style escape processing (\n \r \t \\ \' \" \xHH) in place; unknown escapes are kept.
- * Returns the new length. */
-static size_t process_escapes(char *s, size_t len) {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] != '\\' || i + 1 >= len) {
-            s[o++] = s[i];
-            continue;
-        }
-        char c = s[i + 1];
-        int hv = -1;
-        switch (c) {
-        case 'n': s[o++] = '\n'; i++; break;
-        case 'r': s[o++] = '\r'; i++; break;
-        case 't': s[o++] = '\t'; i++; break;
-        case '\\': s[o++] = '\\'; i++; break;
-        case '\'': s[o++] = '\''; i++; break;
-        case '"': s[o++] = '"'; i++; break;
-        case 'x':
-            if (i + 3 < len && isxdigit((unsigned char)s[i + 2]) && isxdigit((unsigned char)s[i + 3])) {
-                char h[3] = {s[i + 2], s[i + 3], 0};
-                hv = (int)strtol(h, NULL, 16);
-            }
-            if (hv >= 0) {
-                s[o++] = (char)hv;
-                i += 3;
-            } else {
-                s[o++] = s[i];
-            }
-            break;
-        default: s[o++] = s[i]; break;
-        }
-    }
-    s[o] = 0;
-    return o;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Shared model helpers
- * ------------------------------------------------------------------------------------------- */
-
-static llamita_model *load_model(const char *path, bool vocab_only) {
-    char err[1024] = "";
-    llamita_model_params mp = llamita_model_default_params();
-    mp.vocab_only = vocab_only;
-    llamita_model *m = llamita_model_load(path, mp, err, sizeof err);
-    if (!m) {
-        if (!err[0]) snprintf(err, sizeof err, "unknown error");
-        if (strstr(err, path)) die("cannot load model: %s", err);
-        die("cannot load model '%s': %s", path, err);
-    }
-    return m;
-}
-
-/* Tokenizes text[0..len) into a malloc'd array; *n = count. Exit 1 on failure. */
-static llamita_token *tokenize_all(const llamita_model *m, const char *text, size_t len, bool add_special,
-                                   bool parse_special, int32_t *n) {
-    if (len > (size_t)INT32_MAX / 2) die("the text is too long (%zu bytes)", len);
-    int32_t cap = (int32_t)len + 16;
-    llamita_token *t = xmalloc((size_t)cap * sizeof *t);
-    int32_t r = llamita_tokenize(m, text, (int32_t)len, t, cap, add_special, parse_special);
-    if (r < 0 && r != INT32_MIN) {
-        cap = -r;
-        free(t);
-        t = xmalloc((size_t)cap * sizeof *t);
-        r = llamita_tokenize(m, text, (int32_t)len, t, cap, add_special, parse_special);
-    }
-    if (r < 0) die("tokenization failed (%zu bytes of text)", len);
-    *n = r;
-    return t;
-}
-
-static const char *human_count(uint64_t n, char *buf, size_t size) {
-    if (n >= 1000000000ULL) snprintf(buf, size, "%.2f B", (double)n / 1e9);
-    else if (n >= 1000000ULL) snprintf(buf, size, "%.2f M", (double)n / 1e6);
-    else if (n >= 1000ULL) snprintf(buf, size, "%.2f K", (double)n / 1e3);
-    else snprintf(buf, size, "%" PRIu64, n);
-    return buf;
-}
-
-static const char *human_bytes(uint64_t n, char *buf, size_t size) {
-    if (n >= (1ULL << 30)) snprintf(buf, size, "%.2f GiB", (double)n / (double)(1ULL << 30));
-    else if (n >= (1ULL << 20)) snprintf(buf, size, "%.2f MiB", (double)n / (double)(1ULL << 20));
-    else if (n >= (1ULL << 10)) snprintf(buf, size, "%.2f KiB", (double)n / (double)(1ULL << 10));
-    else snprintf(buf, size, "%" PRIu64 " B", n);
-    return buf;
-}
-
-/* Writes all of buf to f; false on error. */
-static bool write_all(FILE *f, const void *buf, size_t n) { return n == 0 || fwrite(buf, 1, n, f) == n; }
 
 /* ---------------------------------------------------------------------------------------------
  * run
@@ -913,20 +653,69 @@ static int cmd_synth(int argc, char **argv) {
  * main
  * ------------------------------------------------------------------------------------------- */
 
-static const char MAIN_HELP[] =
-    "usage: llamita COMMAND [options]\n"
-    "\n"
-    "llamita — a small LLM engine for Llama-architecture GGUF models.\n"
-    "\n"
-    "commands:\n"
-    "  run       generate text from a prompt\n"
-    "  tokenize  print the token ids of a text\n"
-    "  logits    write the logits of every prompt position to a file\n"
-    "  info      show a model's metadata and tensors\n"
-    "  synth     write a synthetic model (TinyLlama shapes, random weights)\n"
-    "\n"
-    "'llamita COMMAND --help' shows a command's options. 'llamita --version' prints the version.\n"
-    "Exit status: 0 success, 1 bad input (error: ...), 2 bad usage.\n";
+/* ---------------------------------------------------------------------------------------------
+ * Command registry
+ * ------------------------------------------------------------------------------------------- */
+
+static const cli_command cli_cmd_run = {
+    "run", "generate text from a prompt (streams only the generated text)",
+    "usage: llamita run -m MODEL (-p PROMPT | -f FILE) [-n N] [--temp T] [...]; see 'llamita run --help'",
+    RUN_HELP, cmd_run};
+static const cli_command cli_cmd_tokenize = {
+    "tokenize", "print the token ids of a text",
+    "usage: llamita tokenize -m MODEL [--no-bos] [--parse-special] TEXT; see 'llamita tokenize --help'",
+    TOKENIZE_HELP, cmd_tokenize};
+static const cli_command cli_cmd_logits = {
+    "logits", "write the logits of every prompt position to a file",
+    "usage: llamita logits -m MODEL (-p TEXT | -f FILE) -o OUT [-c N] [-b N] [-t N]; see 'llamita logits --help'",
+    LOGITS_HELP, cmd_logits};
+static const cli_command cli_cmd_info = {
+    "info", "show a model's metadata and tensors",
+    "usage: llamita info -m MODEL; see 'llamita info --help'", INFO_HELP, cmd_info};
+static const cli_command cli_cmd_synth = {
+    "synth", "write a synthetic model (TinyLlama shapes, random weights)",
+    "usage: llamita synth -o OUT.gguf [--type T] [...]; see 'llamita synth --help'", SYNTH_HELP, cmd_synth};
+
+/* Commands defined in their own tools/cmd_*.c files; weak, so a build without one still links. */
+#define CLI_EXTERNAL(name) extern const cli_command cli_cmd_##name __attribute__((weak));
+CLI_EXTERNAL(bench)
+CLI_EXTERNAL(pull)
+CLI_EXTERNAL(chat)
+CLI_EXTERNAL(template)
+CLI_EXTERNAL(serve)
+CLI_EXTERNAL(perplexity)
+CLI_EXTERNAL(eval)
+CLI_EXTERNAL(quantize)
+
+/* In the order `llamita --help` lists them. NULL entries are commands not in this build. */
+static const cli_command *commands(size_t i) {
+    const cli_command *all[] = {&cli_cmd_run,   &cli_cmd_chat,       &cli_cmd_serve, &cli_cmd_pull,
+                                &cli_cmd_tokenize, &cli_cmd_template, &cli_cmd_logits, &cli_cmd_info,
+                                &cli_cmd_bench, &cli_cmd_perplexity, &cli_cmd_eval, &cli_cmd_synth,
+                                &cli_cmd_quantize};
+    return i < sizeof all / sizeof all[0] ? all[i] : (const cli_command *)-1;
+}
+
+const cli_command *cli_find_command(const char *name) {
+    for (size_t i = 0;; i++) {
+        const cli_command *c = commands(i);
+        if (c == (const cli_command *)-1) return NULL;
+        if (c && !strcmp(c->name, name)) return c;
+    }
+}
+
+static void print_main_help(void) {
+    fputs("llamita — run Llama-architecture GGUF models\n\nusage: llamita COMMAND [options]\n\ncommands:\n",
+          stdout);
+    for (size_t i = 0;; i++) {
+        const cli_command *c = commands(i);
+        if (c == (const cli_command *)-1) break;
+        if (c) printf("  %-11s %s\n", c->name, c->summary);
+    }
+    fputs("\n'llamita COMMAND --help' shows a command's options. 'llamita --version' prints the version.\n"
+          "Exit status: 0 success, 1 bad input (error: ...), 2 bad usage.\n",
+          stdout);
+}
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); /* a closed pipe is a write error, not a signal */
@@ -934,31 +723,23 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (is_help(cmd) || !strcmp(cmd, "help")) {
         if (!strcmp(cmd, "help") && argc > 2) {
-            const char *sub = argv[2];
-            const char *h = !strcmp(sub, "run") ? RUN_HELP
-                            : !strcmp(sub, "tokenize") ? TOKENIZE_HELP
-                            : !strcmp(sub, "logits") ? LOGITS_HELP
-                            : !strcmp(sub, "info") ? INFO_HELP
-                            : !strcmp(sub, "synth") ? SYNTH_HELP
-                                                    : NULL;
-            if (!h) usage_error("unknown command '%s'", sub);
-            fputs(h, stdout);
+            const cli_command *c = cli_find_command(argv[2]);
+            if (!c) usage_error("unknown command '%s'", argv[2]);
+            fputs(c->help, stdout);
             return 0;
         }
-        fputs(MAIN_HELP, stdout);
+        print_main_help();
         return 0;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("llamita %s\n", llamita_version());
         return 0;
     }
-    g_cmd = cmd;
-    if (!strcmp(cmd, "run")) return cmd_run(argc, argv);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc, argv);
-    if (!strcmp(cmd, "logits")) return cmd_logits(argc, argv);
-    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
-    if (!strcmp(cmd, "synth")) return cmd_synth(argc, argv);
-    g_cmd = NULL;
+    const cli_command *c = cli_find_command(cmd);
+    if (c) {
+        g_cmd = cmd;
+        return c->main(argc, argv);
+    }
     if (cmd[0] == '-') usage_error("unknown option '%s' (a command comes first)", cmd);
     usage_error("unknown command '%s'", cmd);
 }

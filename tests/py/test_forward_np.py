@@ -13,6 +13,18 @@ Q8_0 2.9e-2, other quants 2.9e-2..4.5e-2 max, 5.4e-3..7.8e-3 mean. The bounds be
 figures with headroom, tightened to what was measured here (see MEASURED); a wrong dequantizer, RoPE
 pairing or GQA mapping moves logits by 0.1..1 (llama.cpp's own quantized-vs-F32 distance is 3-30x
 the bound for every type but Q8_0).
+
+MEASURED (x86-64, gcc -O2), ours vs plain, max / mean: F32 3.5e-4 / 6.5e-5, F16 6.2e-4 / 1.2e-4,
+BF16 3.9e-3 / 8.3e-4, Q8_0 1.2e-2 / 2.6e-3, Q4_0..Q6_K 1.6e-2..2.8e-2 / 3.3e-3..4.7e-3 (logit std
+~0.33). Splitting the batch (n_batch 7) changed nothing (0 difference).
+
+Rounding emulation. Against mimic=True our logits agree to ~1e-7 (float32 accumulation) in every case
+until some activation lands on the other side of a rounding boundary (f32 vs f64 sums), after which
+that position and, through K/V, every later one move by ~1e-2 (e.g. Q8_0_tied from position 7,
+Q5_1_3layers from position 1). So per case only position 0 is compared with mimic, and
+test_99_rounding_emulation requires it within 1e-5 in at least 10 of the 13 cases (measured: all 13
+at <= 1.1e-7): a forward pass that skipped llama.cpp's rounding points would miss by 1e-4..1e-2
+everywhere.
 """
 import os
 import subprocess
@@ -35,9 +47,9 @@ BASE = dict(n_vocab=320, n_embd=256, n_layer=2, n_head=8, n_head_kv=2, n_ff=512,
 
 # (name, type, overrides, max bound, mean bound)
 CASES = [
-    ("F32_gqa", "F32", {}, 2e-3, 5e-4),
-    ("F16_mha", "F16", dict(n_head_kv=8), 3e-3, 6e-4),
-    ("BF16_rot16", "BF16", dict(n_rot=16), 1.5e-2, 3e-3),       # n_rot < head_dim (32)
+    ("F32_gqa", "F32", {}, 1e-3, 2e-4),
+    ("F16_mha", "F16", dict(n_head_kv=8), 2e-3, 4e-4),
+    ("BF16_rot16", "BF16", dict(n_rot=16), 1e-2, 2e-3),         # n_rot < head_dim (32)
     ("Q8_0_tied", "Q8_0", dict(tied_output=True), 6e-2, 1e-2),  # no output.weight
     ("Q4_0", "Q4_0", {}, 6e-2, 1e-2),
     ("Q4_1_scale4", "Q4_1", dict(rope_scale=4.0), 6e-2, 1e-2),  # linear RoPE scaling
@@ -81,6 +93,8 @@ def run(cmd):
 @unittest.skipUnless(os.access(CLI, os.X_OK) and os.access(DUMP, os.X_OK),
                      "build %s and %s first (make tests)" % (CLI, DUMP))
 class TestForwardNumPy(unittest.TestCase):
+    row0_vs_mimic = {}  # case name -> max abs diff of position 0's logits vs mimic=True
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="llamita-fwd-")
@@ -107,11 +121,12 @@ class TestForwardNumPy(unittest.TestCase):
         self.assertTrue(np.all(np.isfinite(ours)), "non-finite logits")
         mim = llama_np.forward(model, toks, mimic=True)
         d, dm = np.abs(ours - ref), np.abs(ours - mim)
+        TestForwardNumPy.row0_vs_mimic[name] = dm[0].max()
         top1 = np.mean(ours.argmax(1) == ref.argmax(1))
         print("\n  %-14s %-7s logit std %.3f | vs plain: max %.3e mean %.3e top-1 %.2f | "
-              "vs mimic: max %.3e mean %.3e  [bounds %.0e / %.0e]" % (
-                  name, ftype, ref.std(), d.max(), d.mean(), top1, dm.max(), dm.mean(), max_bound,
-                  mean_bound), file=sys.stderr, end="")
+              "vs mimic: max %.3e mean %.3e pos0 %.1e  [bounds %.0e / %.0e]" % (
+                  name, ftype, ref.std(), d.max(), d.mean(), top1, dm.max(), dm.mean(), dm[0].max(),
+                  max_bound, mean_bound), file=sys.stderr, end="")
         self.assertLessEqual(d.max(), max_bound, "%s: max abs diff vs NumPy" % name)
         self.assertLessEqual(d.mean(), mean_bound, "%s: mean abs diff vs NumPy" % name)
         if i % 4 == 0:  # the same tokens split into batches of 7 by the library: same bounds
@@ -122,6 +137,15 @@ class TestForwardNumPy(unittest.TestCase):
                 name, ds.max(), ds.mean(), np.abs(split - ours).max()), file=sys.stderr, end="")
             self.assertLessEqual(ds.max(), max_bound, "%s n_batch 7: max abs diff" % name)
             self.assertLessEqual(ds.mean(), mean_bound, "%s n_batch 7: mean abs diff" % name)
+
+    def test_99_rounding_emulation(self):
+        got = TestForwardNumPy.row0_vs_mimic
+        if len(got) != len(CASES):
+            self.skipTest("needs every test_NN case run first in this process")
+        good = [n for n, v in got.items() if v <= 1e-5]
+        print("\n  position 0 within 1e-5 of the mimic reference in %d/%d cases (worst %.1e)" % (
+            len(good), len(got), max(got.values())), file=sys.stderr, end="")
+        self.assertGreaterEqual(len(good), 10, "position-0 logits vs mimic: %r" % got)
 
 
 def _add(i):

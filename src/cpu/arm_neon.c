@@ -1,0 +1,6 @@
+/* arm_neon: see cpu.h. aarch64 only. */
+#include "cpu.h"
+
+#if defined(__aarch64__)
+void lm_cpu_init_neon(lm_kernels *k) { (void)k; }
+#endif
