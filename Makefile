@@ -13,6 +13,8 @@ SAN     ?=
 CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g $(OPT) $(SAN) -fPIC \
               -Iinclude -Isrc -fvisibility=hidden
 LDLIBS_CORE = -lm -lpthread
+# hub.c (libcurl) and generate.c/chat.c (cJSON) are outside the inference core
+LDLIBS_EXT  = -lcurl -lcjson
 PYTHON  ?= /usr/bin/python3
 
 LIB_SRC  := $(wildcard src/*.c src/cpu/*.c)
@@ -54,21 +56,21 @@ $(BUILD)/libllamita.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libllamita.so: $(LIB_OBJ)
-	$(CC) -shared $(SAN) -o $@ $^ $(LDLIBS_CORE)
+	$(CC) -shared $(SAN) -o $@ $^ $(LDLIBS_EXT) $(LDLIBS_CORE)
 
 CLI_SRC  := $(wildcard tools/*.c)
 $(BUILD)/llamita: $(CLI_SRC) $(BUILD)/libllamita.a $(HDRS) tools/cli.h
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Itools $(CLI_SRC) -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Itools $(CLI_SRC) -o $@ $(BUILD)/libllamita.a $(LDLIBS_EXT) $(LDLIBS_CORE)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libllamita.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -DLM_SOURCE_DIR='"$(CURDIR)"' $< -o $@ $(BUILD)/libllamita.a \
-	    -lcmocka $(LDLIBS_CORE)
+	    -lcmocka $(LDLIBS_EXT) $(LDLIBS_CORE)
 
 # helper programs the Python tests drive (not tests themselves)
 $(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libllamita.a $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(CFLAGS) $< -o $@ $(BUILD)/libllamita.a $(LDLIBS_CORE)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $< -o $@ $(BUILD)/libllamita.a $(LDLIBS_EXT) $(LDLIBS_CORE)
 
 tests: $(TEST_BIN) $(TOOL_BIN)
 

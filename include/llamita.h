@@ -250,6 +250,81 @@ LLAMITA_API void llamita_sampler_accept(llamita_sampler *smpl, llamita_token tok
 LLAMITA_API void llamita_sampler_reset(llamita_sampler *smpl, uint64_t seed);
 
 /* ------------------------------------------------------------------------------------------------
+ * Chat templates (src/chat.c)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Renders a conversation to a prompt with a Jinja chat template.
+ *  messages_json: a JSON array of {"role": "...", "content": "..."} objects.
+ *  tmpl: NULL = the model's tokenizer.chat_template (model may be NULL only if tmpl is given);
+ *        a built-in name ("zephyr", "chatml", "llama2", "llama3", "mistral", "gemma", "phi3");
+ *        or Jinja source text (anything else). A model without a template falls back to a built-in
+ *        guessed from its vocabulary (chatml when it has "<|im_start|>", else zephyr... see chat.c).
+ *  bos_token / eos_token: the template variables; NULL = the model's BOS/EOS text ("" without model).
+ * Returns the rendered text, malloc'd (free with llamita_free), or NULL with err: a template that
+ * calls raise_exception gives its message; a syntax error names the line and column. */
+LLAMITA_API char *llamita_chat_apply_template(const llamita_model *model, const char *tmpl,
+                                              const char *messages_json, bool add_generation_prompt,
+                                              const char *bos_token, const char *eos_token,
+                                              char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------------------------------
+ * Completions in the OpenAI / llama-cpp-python shapes (src/generate.c)
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct llamita_completion_params {
+    int32_t max_tokens;       /* <= 0: until the context is full (default 16, as create_completion) */
+    const char *const *stop;  /* n_stop stop strings (may span tokens; never emitted) */
+    int32_t n_stop;
+    bool echo;                /* prepend the prompt to the text (text completions) */
+    int32_t logprobs;         /* < 0: "logprobs": null; N >= 0: top-N logprobs per token */
+    bool ignore_eos;          /* do not stop at EOS / end-of-generation tokens */
+    llamita_sampler_params sampling; /* seed included; LLAMITA_DEFAULT_SEED = from the clock */
+    const char *model_name;   /* the "model" field; NULL = the model file's path */
+    const char *chat_template;/* chat completions: as llamita_chat_apply_template's tmpl */
+} llamita_completion_params;
+
+LLAMITA_API llamita_completion_params llamita_completion_default_params(void);
+
+/* Called for each streamed chunk (a JSON object text: "text_completion" chunks for completions,
+ * "chat.completion.chunk" for chat). Return false to stop generation (finish_reason "stop"). */
+typedef bool (*llamita_chunk_cb)(const char *chunk_json, void *user);
+
+/* Runs a text completion on sequence 0 of ctx (the cache is reused for a common prefix with the
+ * previous call, otherwise cleared). Returns the "text_completion" object as JSON text (malloc'd,
+ * free with llamita_free): id "cmpl-...", object, created, model,
+ * choices[{text, index, logprobs, finish_reason}], usage{prompt_tokens, completion_tokens,
+ * total_tokens}. With on_chunk != NULL, chunks are streamed as they are produced and the final
+ * object is still returned. NULL with err on failure (e.g. prompt longer than the context). */
+LLAMITA_API char *llamita_completion(llamita_context *ctx, const char *prompt,
+                                     const llamita_completion_params *params,
+                                     llamita_chunk_cb on_chunk, void *user, char *err, size_t err_size);
+
+/* Chat completion: messages_json as in llamita_chat_apply_template; returns a "chat.completion"
+ * object (choices[{index, message{role, content}, logprobs, finish_reason}], usage); streams
+ * "chat.completion.chunk" objects to on_chunk (first a delta with the role, then content deltas,
+ * then an empty delta with finish_reason). */
+LLAMITA_API char *llamita_chat_completion(llamita_context *ctx, const char *messages_json,
+                                          const llamita_completion_params *params,
+                                          llamita_chunk_cb on_chunk, void *user, char *err,
+                                          size_t err_size);
+
+/* Frees memory returned by llamita (strings from the functions above). NULL is a no-op. */
+LLAMITA_API void llamita_free(void *p);
+
+/* ------------------------------------------------------------------------------------------------
+ * Hugging Face hub (src/hub.c)
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Finds repo_id's file in the local Hugging Face cache ($HF_HOME/hub or ~/.cache/huggingface/hub,
+ * huggingface_hub's layout) or downloads it ($HF_ENDPOINT, default https://huggingface.co; token
+ * from $HF_TOKEN; $HF_HUB_OFFLINE=1 = cache only). filename may be a glob ("*Q8_0.gguf"): exactly one
+ * file of the repo must match, else the error lists the candidates. revision NULL = "main".
+ * progress: show a progress bar on stderr when it is a terminal. Returns the snapshot path
+ * (malloc'd, free with llamita_free) or NULL with err (401, 404, network failure, bad checksum...). */
+LLAMITA_API char *llamita_hf_download(const char *repo_id, const char *filename, const char *revision,
+                                      bool progress, char *err, size_t err_size);
+
+/* ------------------------------------------------------------------------------------------------
  * Misc
  * ---------------------------------------------------------------------------------------------- */
 

@@ -10,21 +10,25 @@ Bounds. Our C rounds like llama.cpp (activations converted to the weight's vec_d
 so "C vs plain NumPy" is expected where ../shared/fixtures/README.md measured "plain ref vs llama.cpp"
 on the same kind of model (0.02-std weights, logits of std ~0.5): F32 7.7e-4, F16 1.2e-3, BF16 8.4e-3,
 Q8_0 2.9e-2, other quants 2.9e-2..4.5e-2 max, 5.4e-3..7.8e-3 mean. The bounds below are those
-figures with headroom, tightened to what was measured here (see MEASURED); a wrong dequantizer, RoPE
-pairing or GQA mapping moves logits by 0.1..1 (llama.cpp's own quantized-vs-F32 distance is 3-30x
-the bound for every type but Q8_0).
+figures with headroom, tightened to what was measured here (see MEASURED); a wrong dequantizer or
+GQA mapping moves logits by 0.1..2 (llama.cpp's own quantized-vs-F32 distance is 3-30x the bound
+for every type but Q8_0).
 
-MEASURED (x86-64, gcc -O2), ours vs plain, max / mean: F32 3.5e-4 / 6.5e-5, F16 6.2e-4 / 1.2e-4,
-BF16 3.9e-3 / 8.3e-4, Q8_0 1.2e-2 / 2.6e-3, Q4_0..Q6_K 1.6e-2..2.8e-2 / 3.3e-3..4.7e-3 (logit std
+MEASURED (x86-64, gcc -O2), ours vs plain, max / mean: F32 <= 4.4e-4 / 6.5e-5, F16 7.0e-4 / 1.5e-4,
+BF16 5.0e-3 / 8.8e-4, Q8_0 1.9e-2 / 3.4e-3, Q4_0..Q6_K 1.7e-2..2.6e-2 / 3.0e-3..4.5e-3 (logit std
 ~0.33). Splitting the batch (n_batch 7) changed nothing (0 difference).
+In these 0.02-std models attention is nearly uniform, so RoPE mistakes move logits by only ~4e-2:
+they are caught by the tight F32 bounds (measured with a mutated reference: scale ignored 4.2e-2,
+wrong base 3.5e-2, no RoPE 4.9e-2, all > 30x the F32 bound), hence the RoPE variants on F32 cases;
+KV heads in the wrong order move them by 1.9, rms eps 1e-6 instead of 1e-5 by 7e-3.
 
 Rounding emulation. Against mimic=True our logits agree to ~1e-7 (float32 accumulation) in every case
 until some activation lands on the other side of a rounding boundary (f32 vs f64 sums), after which
-that position and, through K/V, every later one move by ~1e-2 (e.g. Q8_0_tied from position 7,
-Q5_1_3layers from position 1). So per case only position 0 is compared with mimic, and
-test_99_rounding_emulation requires it within 1e-5 in at least 10 of the 13 cases (measured: all 13
-at <= 1.1e-7): a forward pass that skipped llama.cpp's rounding points would miss by 1e-4..1e-2
-everywhere.
+that position and, through K/V, every later one move by up to ~1e-2 (seen in about a third of
+the cases, from position 1 on in the worst). So per case only position 0 is compared with mimic, and
+test_99_rounding_emulation requires it within 1e-5 in all but 3 of the cases (measured: all
+15 at <= 6e-7): the plain reference, which skips those rounding points, misses position 0 by
+3.5e-4 (F32) .. 2.3e-2 (Q2_K).
 """
 import os
 import subprocess
@@ -48,6 +52,8 @@ BASE = dict(n_vocab=320, n_embd=256, n_layer=2, n_head=8, n_head_kv=2, n_ff=512,
 # (name, type, overrides, max bound, mean bound)
 CASES = [
     ("F32_gqa", "F32", {}, 1e-3, 2e-4),
+    ("F32_scale4", "F32", dict(rope_scale=4.0), 1e-3, 2e-4),                     # linear RoPE scaling
+    ("F32_base5e5_hd64", "F32", dict(rope_base=500000.0, n_head=4), 1e-3, 2e-4),  # head_dim 64
     ("F16_mha", "F16", dict(n_head_kv=8), 2e-3, 4e-4),
     ("BF16_rot16", "BF16", dict(n_rot=16), 1e-2, 2e-3),         # n_rot < head_dim (32)
     ("Q8_0_tied", "Q8_0", dict(tied_output=True), 6e-2, 1e-2),  # no output.weight
@@ -145,7 +151,7 @@ class TestForwardNumPy(unittest.TestCase):
         good = [n for n, v in got.items() if v <= 1e-5]
         print("\n  position 0 within 1e-5 of the mimic reference in %d/%d cases (worst %.1e)" % (
             len(good), len(got), max(got.values())), file=sys.stderr, end="")
-        self.assertGreaterEqual(len(good), 10, "position-0 logits vs mimic: %r" % got)
+        self.assertGreaterEqual(len(good), len(CASES) - 3, "position-0 logits vs mimic: %r" % got)
 
 
 def _add(i):
