@@ -10,7 +10,7 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
-CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g $(OPT) $(SAN) -fPIC \
+CFLAGS_BASE = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -ffp-contract=off -g $(OPT) $(SAN) -fPIC \
               -Iinclude -Isrc -fvisibility=hidden
 LDLIBS_CORE = -lm -lpthread
 # hub.c (libcurl) and generate.c/chat.c (cJSON) are outside the inference core
@@ -83,7 +83,13 @@ test-asan:
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
 chat: deps all
-	@scripts/chat
+	@BUILD=$(BUILD) MODEL="$(MODEL)" scripts/chat
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-aarch64 build-aarch64-asan
+
+# Cross-builds the library for aarch64 and runs the NEON kernel check and a forward-pass comparison
+# under qemu-aarch64 (scripts/check-aarch64); prints a SKIP line when the cross tools are missing.
+.PHONY: check-aarch64
+check-aarch64: cli $(BUILD)/tests/tools/dump_logits
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) scripts/check-aarch64

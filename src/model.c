@@ -1,6 +1,6 @@
 /*
  * Llama model loading (hyperparameters, weights pointing into the GGUF map, metadata), the context
- * with its F16 KV cache, and the forward pass (llamita_decode).
+ * with its F16 KV cache and thread pool, and the forward pass (llamita_decode).
  *
  * Forward pass for one ubatch of T tokens (the 1-token decode is the same code with T = 1):
  *   x[T][n_embd] = token_embd rows
@@ -11,6 +11,11 @@
  *   logits = (rmsnorm(x) * output_norm) @ Woutput for the rows whose logits were requested.
  * In the last layer, once K/V are stored, only the output rows are carried on (as llama.cpp does);
  * every op is row-wise from there, so results are unchanged.
+ *
+ * The whole ubatch is one run of the context's thread pool (forward_worker): phases separated by
+ * barriers, the work of each phase split so that results are bit for bit the same with any thread
+ * count (see "The parallel forward pass" below). Matrix products use the CPU kernel table
+ * (lm_cpu_kernels(): vec_dot for one token, gemm for several when the level has one).
  */
 #include "model.h"
 
@@ -22,6 +27,8 @@
 #include <strings.h>
 
 #include "common.h"
+#include "cpu/cpu.h"
+#include "cpu/threadpool.h"
 #include "ops.h"
 
 /* Sanity limits on hyperparameters (far above any Llama model; they keep all size arithmetic in
@@ -527,59 +534,87 @@ int llamita_model_tensor_info(const llamita_model *model, int32_t i, llamita_ten
 /* ================================================================================================
  * Context and KV cache
  *
- * The cache has n_ctx cells; cell c holds, for every layer, the key and value rows of one token
- * (f16, [n_head_kv * head_dim] each, contiguous per cell) and records that token's position and
- * sequence id (cell_seq = -1: free). A token attends to the cells of its own sequence whose position
- * is <= its own, summed in increasing position order (so results do not depend on which cells a
- * token happened to land in).
+ * The cache has n_ctx cells; a cell holds, for every layer, the key and value of one token (f16)
+ * and records that token's position and sequence id (cell_seq = -1: free). A token attends to the
+ * cells of its own sequence whose position is <= its own, summed in increasing position order (so
+ * results do not depend on which cells a token happened to land in).
+ *
+ * Layout (llama.cpp's, without flash attention), chosen so that attention reads the cache
+ * contiguously when a sequence fills cells 0, 1, 2, ... (the usual case; other cases are gathered,
+ * with the same results):
+ *   keys   [n_layer][n_head_kv][n_ctx][head_dim]   one row per cell: the score product reads the
+ *          rows of consecutive cells;
+ *   values [n_layer][n_head_kv][head_dim][n_ctx]   transposed: for one dim, the cells are
+ *          contiguous, so the weighted sum is one F16 product of V^T with the probabilities.
  * ============================================================================================== */
+
+/* Query rows per attention work item (about): tokens per item = ceil(this / gqa). */
+#define LM_ATT_ROWS 64
 
 struct llamita_context {
     llamita_model *model;
+    const lm_kernels *k; /* CPU kernels (lm_cpu_kernels()) */
+    lm_threadpool *pool;
     uint32_t n_ctx, n_batch, n_seq_max;
     int32_t n_threads;
     int32_t n_kv_dim; /* n_head_kv * head_dim */
+    int32_t att_tq;   /* query tokens per attention work item */
+    int32_t att_rows; /* att_tq * gqa: query rows per attention work item */
 
-    lm_fp16 *k_cache;  /* [n_layer][n_ctx][n_kv_dim] */
-    lm_fp16 *v_cache;  /* [n_layer][n_ctx][n_kv_dim] */
+    lm_fp16 *k_cache;  /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    lm_fp16 *v_cache;  /* [n_layer][n_head_kv][head_dim][n_ctx] */
     int32_t *cell_pos; /* [n_ctx] position of the token held in the cell */
     int32_t *cell_seq; /* [n_ctx] sequence id, -1 = free */
     int32_t n_used;    /* cells with cell_seq >= 0 */
 
     /* scratch for one ubatch of up to n_batch tokens */
     float *x;         /* [n_batch][n_embd] residual stream */
-    float *xn;        /* [n_batch][n_embd] normed input / matmul output */
+    float *xn;        /* [n_batch][n_embd] normed input; also the output of Wo / Wdown before
+                         the residual add */
     float *q;         /* [n_batch][n_head * head_dim] */
     float *kx;        /* [n_batch][n_kv_dim] */
     float *vx;        /* [n_batch][n_kv_dim] */
     float *attn;      /* [n_batch][n_head * head_dim] attention output */
-    float *gate;      /* [n_batch][n_ff] */
+    float *gate;      /* [n_batch][n_ff] gate, then silu(gate) * up */
     float *up;        /* [n_batch][n_ff] */
-    void *xq;         /* [n_batch][largest activation row in any vec_dot_type] */
-    int32_t xq_type;  /* vec_dot_type currently held in xq for the current input, -1 = none */
-    float *scores;    /* [n_ctx] attention scores of one head */
-    lm_fp16 *probs16; /* [n_ctx] attention probabilities rounded to f16 */
-    float *rope_cs;   /* [n_rot] cos/sin table of one position */
+    void *act[LM_TYPE_COUNT]; /* per vec_dot_type used by some matrix (else NULL):
+                                 [n_batch][its longest converted activation row] */
+    float *rope_cs;   /* [n_batch][n_rot] cos/sin table of each ubatch token */
+    char *att_buf;    /* [n_threads][lm_attn_scratch_bytes(att_rows, head_dim, n_ctx)] */
+    lm_attn_scratch *att_sc; /* [n_threads] */
+    const float **att_q;     /* [n_threads][att_rows] query row pointers of a work item */
+    float **att_out;         /* [n_threads][att_rows] output row pointers */
+    int32_t *att_n;          /* [n_threads][att_rows] cells each row attends to */
     int32_t *attn_cells; /* [n_ctx] used cells grouped by sequence, by increasing position */
     int32_t *sort_tmp;   /* [n_ctx] merge sort scratch */
     int32_t *seq_start;  /* [n_seq_max] segment of each sequence in attn_cells */
     int32_t *seq_count;  /* [n_seq_max] */
     int32_t *seq_tmp;    /* [n_seq_max] validation / fill scratch */
+    uint8_t *seq_contig; /* [n_seq_max] 1 when the segment is cells c0, c0 + 1, c0 + 2, ... */
     int32_t *tok_cell;   /* [n_batch] cell of each ubatch token */
     int32_t *tok_nattn;  /* [n_batch] number of cells each ubatch token attends to */
     int32_t *out_rows;   /* [n_batch] ubatch rows whose logits are requested */
+    int32_t *iota;       /* [n_batch] 0, 1, 2, ... */
+    int32_t *blk_all;    /* [n_batch + 1] attention query blocks over all ubatch tokens */
+    int32_t *blk_out;    /* [n_batch + 1] ... over the output rows (last layer) */
+    int32_t n_blk_all, n_blk_out;
 
     float *logits;     /* [n_out_cap][n_vocab] */
     int32_t n_out_cap; /* rows allocated in logits */
     int32_t n_outputs; /* rows produced by the last successful decode */
 };
 
-/* Keys/values of layer il, cell c (n_kv_dim f16 each). */
-static inline lm_fp16 *kv_k(const llamita_context *ctx, int32_t il, int32_t c) {
-    return ctx->k_cache + ((size_t)il * ctx->n_ctx + (size_t)c) * (size_t)ctx->n_kv_dim;
+/* Keys of layer il, KV head g: [n_ctx][head_dim]. */
+static inline lm_fp16 *kv_k(const llamita_context *ctx, int32_t il, int32_t g) {
+    const lm_hparams *hp = &ctx->model->hp;
+    return ctx->k_cache +
+           ((size_t)il * (size_t)hp->n_head_kv + (size_t)g) * ctx->n_ctx * (size_t)hp->head_dim;
 }
-static inline lm_fp16 *kv_v(const llamita_context *ctx, int32_t il, int32_t c) {
-    return ctx->v_cache + ((size_t)il * ctx->n_ctx + (size_t)c) * (size_t)ctx->n_kv_dim;
+/* Values of layer il, KV head g, transposed: [head_dim][n_ctx]. */
+static inline lm_fp16 *kv_v(const llamita_context *ctx, int32_t il, int32_t g) {
+    const lm_hparams *hp = &ctx->model->hp;
+    return ctx->v_cache +
+           ((size_t)il * (size_t)hp->n_head_kv + (size_t)g) * ctx->n_ctx * (size_t)hp->head_dim;
 }
 
 /* calloc of n elements of size sz with overflow check; accumulates the byte total. */
@@ -593,6 +628,24 @@ static void *xcalloc(uint64_t n, size_t sz, uint64_t *total, bool *ok) {
     if (!p) *ok = false;
     *total += bytes;
     return p;
+}
+
+/* The matrices of the model (every layer's seven, then output), for sizing the activation
+ * buffers. Returns the count written to ws (at most 7 * n_layer + 1). */
+static size_t all_matrices(const llamita_model *m, const lm_weight **ws) {
+    size_t n = 0;
+    for (int32_t il = 0; il < m->hp.n_layer; il++) {
+        const lm_layer *L = &m->layers[il];
+        ws[n++] = &L->wq;
+        ws[n++] = &L->wk;
+        ws[n++] = &L->wv;
+        ws[n++] = &L->wo;
+        ws[n++] = &L->ffn_gate;
+        ws[n++] = &L->ffn_up;
+        ws[n++] = &L->ffn_down;
+    }
+    ws[n++] = &m->output;
+    return n;
 }
 
 llamita_context *llamita_context_new(llamita_model *model, llamita_context_params params,
@@ -620,6 +673,11 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
                   n_ctx);
         return NULL;
     }
+    if (params.n_threads < 0 || params.n_threads > LM_THREADPOOL_MAX) {
+        lm_seterr(err, err_size, "context: n_threads = %d is out of range [0, %d] (0 = one per "
+                  "physical core)", (int)params.n_threads, LM_THREADPOOL_MAX);
+        return NULL;
+    }
     if (model->params.verbose && n_ctx > (uint32_t)hp->n_ctx_train)
         fprintf(stderr,
                 "llamita: warning: n_ctx = %u is larger than the model's training context %d\n",
@@ -632,28 +690,21 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
         return NULL;
     }
     ctx->model = model;
+    ctx->k = lm_cpu_kernels();
     ctx->n_ctx = n_ctx;
     ctx->n_batch = n_batch;
     ctx->n_seq_max = n_seq_max;
     ctx->n_threads = params.n_threads > 0 ? params.n_threads : llamita_n_physical_cores();
     if (ctx->n_threads < 1) ctx->n_threads = 1;
+    if (ctx->n_threads > LM_THREADPOOL_MAX) ctx->n_threads = LM_THREADPOOL_MAX;
     ctx->n_kv_dim = hp->n_head_kv * hp->head_dim;
-    ctx->xq_type = -1;
+    const int32_t gqa = hp->n_head / hp->n_head_kv;
+    ctx->att_tq = (LM_ATT_ROWS + gqa - 1) / gqa;
+    ctx->att_rows = ctx->att_tq * gqa;
 
     const uint64_t E = (uint64_t)hp->n_embd, NQ = (uint64_t)hp->n_head * (uint64_t)hp->head_dim,
                    NKV = (uint64_t)ctx->n_kv_dim, F = (uint64_t)hp->n_ff, B = n_batch,
-                   L = (uint64_t)hp->n_layer;
-    /* largest converted activation row over every matrix */
-    size_t act_row = 0;
-    act_row = LM_MAX(act_row, lm_matmul_act_row_size(&model->output));
-    for (int32_t il = 0; il < hp->n_layer; il++) {
-        const lm_layer *ly = &model->layers[il];
-        const lm_weight *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo, &ly->ffn_gate, &ly->ffn_up,
-                                 &ly->ffn_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            act_row = LM_MAX(act_row, lm_matmul_act_row_size(ws[i]));
-    }
-
+                   L = (uint64_t)hp->n_layer, NT = (uint64_t)ctx->n_threads;
     bool ok = true;
     uint64_t total = 0, kv_cells;
     ok = lm_mul_u64(L * n_ctx, NKV, &kv_cells);
@@ -669,18 +720,41 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
     ctx->attn = xcalloc(B * NQ, sizeof(float), &total, &ok);
     ctx->gate = xcalloc(B * F, sizeof(float), &total, &ok);
     ctx->up = xcalloc(B * F, sizeof(float), &total, &ok);
-    ctx->xq = xcalloc(B, act_row ? act_row : 1, &total, &ok);
-    ctx->scores = xcalloc(n_ctx, sizeof(float), &total, &ok);
-    ctx->probs16 = xcalloc(n_ctx, sizeof(lm_fp16), &total, &ok);
-    ctx->rope_cs = xcalloc((uint64_t)hp->n_rot + 2, sizeof(float), &total, &ok);
+    /* one activation buffer per vec_dot_type, as long as its longest row */
+    {
+        const lm_weight **ws = ok ? malloc(sizeof *ws * (7 * (size_t)hp->n_layer + 1)) : NULL;
+        if (!ws) ok = false;
+        size_t act_row[LM_TYPE_COUNT] = {0};
+        const size_t nw = ws ? all_matrices(model, ws) : 0;
+        for (size_t i = 0; i < nw; i++) {
+            const uint32_t vdt = lm_type_traits_get(ws[i]->type)->vec_dot_type;
+            act_row[vdt] = LM_MAX(act_row[vdt], lm_matmul_act_row_size(ws[i]));
+        }
+        free(ws);
+        for (uint32_t t = 0; t < LM_TYPE_COUNT; t++)
+            if (act_row[t] > 0) ctx->act[t] = xcalloc(B, act_row[t], &total, &ok);
+    }
+    ctx->rope_cs = xcalloc(B * (uint64_t)hp->n_rot + 2, sizeof(float), &total, &ok);
+    const size_t att_bytes = lm_attn_scratch_bytes(ctx->att_rows, hp->head_dim, (int32_t)n_ctx);
+    ctx->att_buf = ok ? aligned_alloc(64, NT * att_bytes) : NULL; /* NT * att_bytes: a multiple of 64 */
+    if (!ctx->att_buf) ok = false;
+    total += NT * att_bytes;
+    ctx->att_sc = xcalloc(NT, sizeof(lm_attn_scratch), &total, &ok);
+    ctx->att_q = xcalloc(NT * (uint64_t)ctx->att_rows, sizeof(float *), &total, &ok);
+    ctx->att_out = xcalloc(NT * (uint64_t)ctx->att_rows, sizeof(float *), &total, &ok);
+    ctx->att_n = xcalloc(NT * (uint64_t)ctx->att_rows, sizeof(int32_t), &total, &ok);
     ctx->attn_cells = xcalloc(n_ctx, sizeof(int32_t), &total, &ok);
     ctx->sort_tmp = xcalloc(n_ctx, sizeof(int32_t), &total, &ok);
     ctx->seq_start = xcalloc(n_seq_max, sizeof(int32_t), &total, &ok);
     ctx->seq_count = xcalloc(n_seq_max, sizeof(int32_t), &total, &ok);
     ctx->seq_tmp = xcalloc(n_seq_max, sizeof(int32_t), &total, &ok);
+    ctx->seq_contig = xcalloc(n_seq_max, sizeof(uint8_t), &total, &ok);
     ctx->tok_cell = xcalloc(B, sizeof(int32_t), &total, &ok);
     ctx->tok_nattn = xcalloc(B, sizeof(int32_t), &total, &ok);
     ctx->out_rows = xcalloc(B, sizeof(int32_t), &total, &ok);
+    ctx->iota = xcalloc(B, sizeof(int32_t), &total, &ok);
+    ctx->blk_all = xcalloc(B + 1, sizeof(int32_t), &total, &ok);
+    ctx->blk_out = xcalloc(B + 1, sizeof(int32_t), &total, &ok);
     ctx->logits = xcalloc((uint64_t)hp->n_vocab, sizeof(float), &total, &ok);
     ctx->n_out_cap = 1;
     if (!ok) {
@@ -690,12 +764,23 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
         llamita_context_free(ctx);
         return NULL;
     }
+    for (int32_t i = 0; i < ctx->n_threads; i++)
+        lm_attn_scratch_init(&ctx->att_sc[i], ctx->att_buf + (size_t)i * att_bytes, ctx->att_rows,
+                             hp->head_dim, (int32_t)n_ctx);
     for (uint32_t c = 0; c < n_ctx; c++) ctx->cell_seq[c] = -1;
+    for (uint32_t t = 0; t < n_batch; t++) ctx->iota[t] = (int32_t)t;
+    char perr[256] = "";
+    ctx->pool = lm_threadpool_new(ctx->n_threads, perr, sizeof perr);
+    if (!ctx->pool) {
+        lm_seterr(err, err_size, "context: %s", perr);
+        llamita_context_free(ctx);
+        return NULL;
+    }
     if (model->params.verbose)
         fprintf(stderr,
-                "llamita: context n_ctx %u, n_batch %u, n_seq_max %u, %d threads, KV cache %.2f "
-                "MiB, buffers %.2f MiB\n",
-                n_ctx, n_batch, n_seq_max, (int)ctx->n_threads,
+                "llamita: context n_ctx %u, n_batch %u, n_seq_max %u, %d threads, %s kernels, KV "
+                "cache %.2f MiB, buffers %.2f MiB\n",
+                n_ctx, n_batch, n_seq_max, (int)ctx->n_threads, ctx->k->name,
                 (double)(2 * kv_cells * sizeof(lm_fp16)) / (1024.0 * 1024.0),
                 (double)total / (1024.0 * 1024.0));
     return ctx;
@@ -703,6 +788,7 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
 
 void llamita_context_free(llamita_context *ctx) {
     if (!ctx) return;
+    lm_threadpool_free(ctx->pool);
     free(ctx->k_cache);
     free(ctx->v_cache);
     free(ctx->cell_pos);
@@ -715,24 +801,33 @@ void llamita_context_free(llamita_context *ctx) {
     free(ctx->attn);
     free(ctx->gate);
     free(ctx->up);
-    free(ctx->xq);
-    free(ctx->scores);
-    free(ctx->probs16);
+    for (uint32_t t = 0; t < LM_TYPE_COUNT; t++) free(ctx->act[t]);
     free(ctx->rope_cs);
+    free(ctx->att_buf);
+    free(ctx->att_sc);
+    free(ctx->att_q);
+    free(ctx->att_out);
+    free(ctx->att_n);
     free(ctx->attn_cells);
     free(ctx->sort_tmp);
     free(ctx->seq_start);
     free(ctx->seq_count);
     free(ctx->seq_tmp);
+    free(ctx->seq_contig);
     free(ctx->tok_cell);
     free(ctx->tok_nattn);
     free(ctx->out_rows);
+    free(ctx->iota);
+    free(ctx->blk_all);
+    free(ctx->blk_out);
     free(ctx->logits);
     free(ctx);
 }
 
 uint32_t llamita_n_ctx(const llamita_context *ctx) { return ctx->n_ctx; }
 const llamita_model *llamita_context_model(const llamita_context *ctx) { return ctx->model; }
+int32_t lm_context_n_threads(const llamita_context *ctx) { return ctx->n_threads; }
+const char *lm_context_cpu_level(const llamita_context *ctx) { return ctx->k->name; }
 
 void llamita_kv_clear(llamita_context *ctx) {
     for (uint32_t c = 0; c < ctx->n_ctx; c++) ctx->cell_seq[c] = -1;
@@ -921,35 +1016,410 @@ static void sort_cells_by_pos(int32_t *a, int32_t *tmp, int32_t n, const int32_t
     }
 }
 
-/* y[T][w->ne1] = x[T][w->ne0] @ W^T. same_input: x is the same (unchanged) buffer as in the
- * previous call, so activations already converted to this vec_dot_type are reused. */
-static void mm(llamita_context *ctx, const lm_weight *w, const float *x, int64_t T, float *y,
-               bool same_input) {
-    const lm_type_traits *tr = lm_type_traits_get(w->type);
-    const size_t rs = lm_matmul_act_row_size(w);
-    if (!same_input) ctx->xq_type = -1; /* xq holds a conversion of some earlier input */
-    if (rs == 0) {
-        lm_matmul_rows(w, x, (size_t)w->ne0 * sizeof(float), T, y, w->ne1, 0, w->ne1);
-        return;
+/* Splits the query slots S[0..n) (ubatch token ids) into attention blocks: runs of at most tq
+ * consecutive slots of one sequence. Block i covers slots [blk[i], blk[i + 1]). Returns the count. */
+static int32_t make_blocks(const bview *b, int32_t i0, const int32_t *S, int32_t n, int32_t tq,
+                           int32_t *blk) {
+    int32_t nb = 0, i = 0;
+    while (i < n) {
+        blk[nb++] = i;
+        const llamita_seq_id s = bv_seq(b, i0 + S[i]);
+        int32_t j = i + 1;
+        while (j < n && j - i < tq && bv_seq(b, i0 + S[j]) == s) j++;
+        i = j;
     }
-    if (ctx->xq_type != (int32_t)tr->vec_dot_type) {
-        lm_matmul_prepare(w, x, w->ne0, ctx->xq, 0, T);
-        ctx->xq_type = (int32_t)tr->vec_dot_type;
+    blk[nb] = n;
+    return nb;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The parallel forward pass of one ubatch: one thread-pool run (forward_worker) whose phases are
+ * separated by barriers. Work inside a phase is split so that every value is computed by the same
+ * code in the same order whatever the thread count:
+ *   - norms and activation conversions: by token rows, or, with fewer rows than threads, each row
+ *     in pieces of whole blocks (the rms sum is recomputed by every piece, identically);
+ *   - matrix products: by output rows, in chunks handed out dynamically (lm_threadpool_next); for
+ *     T > 1 the chunk size does not depend on the thread count, so a gemm kernel sees the same
+ *     tiles; several matrices reading the same input (Q/K/V, gate/up) share one phase, with
+ *     epilogues that run on each chunk while it is in cache (RoPE + KV store, silu(g) * u,
+ *     residual add);
+ *   - attention: by (block of query tokens, KV head), largest blocks first.
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct fwd_args {
+    llamita_context *ctx;
+    const bview *b;
+    int32_t i0, T, n_out, out_base;
+} fwd_args;
+
+/* Converted activations for the matrices that read one input. */
+typedef struct act_set {
+    int n;                /* distinct vec_dot_types (F32 excluded) */
+    uint32_t vdt[3];
+    size_t rs[3];         /* bytes per converted row */
+    int64_t unit;         /* elements per piece unit: the largest block size among them */
+} act_set;
+
+static void act_set_init(act_set *as, const lm_weight *const *ws, int nw) {
+    as->n = 0;
+    as->unit = 1;
+    for (int i = 0; i < nw; i++) {
+        const lm_type_traits *tr = lm_type_traits_get(ws[i]->type);
+        const uint32_t vdt = tr->vec_dot_type;
+        if (vdt == LM_TYPE_F32) continue;
+        bool seen = false;
+        for (int j = 0; j < as->n; j++) seen |= as->vdt[j] == vdt;
+        if (seen) continue;
+        as->vdt[as->n] = vdt;
+        as->rs[as->n] = lm_row_size(vdt, ws[i]->ne0);
+        as->unit = LM_MAX(as->unit, lm_type_traits_get(vdt)->blck_size);
+        as->n++;
     }
-    lm_matmul_rows(w, ctx->xq, rs, T, y, w->ne1, 0, w->ne1);
+}
+
+/* The activation rows a matrix reads: the converted buffer of its vec_dot_type, or the float rows
+ * (src, row stride ld floats) themselves for F32 weights. */
+static const void *act_for(const llamita_context *ctx, const lm_weight *w, const float *src,
+                           int64_t ld, size_t *stride) {
+    const uint32_t vdt = lm_type_traits_get(w->type)->vec_dot_type;
+    if (vdt == LM_TYPE_F32) {
+        *stride = (size_t)ld * sizeof(float);
+        return src;
+    }
+    *stride = lm_row_size(vdt, w->ne0);
+    return ctx->act[vdt];
+}
+
+/* Rows [0, T) of y[T][n] (row stride ld): optionally y = rmsnorm(x) * norm_w (norm_w != NULL), then
+ * conversion of y into every buffer of as. Split by rows, or each row into pieces of whole units
+ * when there are fewer rows than threads. */
+static void norm_convert(llamita_context *ctx, const float *x, const float *norm_w, float *y,
+                         int64_t n, int64_t ld, int32_t T, const act_set *as, float eps, int ith,
+                         int nth) {
+    if (!norm_w && as->n == 0) return;
+    const int64_t n_units = n / as->unit;
+    const int64_t ppr = T >= nth ? 1 : LM_MIN((int64_t)(nth + T - 1) / T, n_units); /* pieces/row */
+    for (int64_t p = ith; p < (int64_t)T * ppr; p += nth) {
+        const int64_t t = p / ppr, part = p % ppr;
+        const int64_t e0 = part * n_units / ppr * as->unit, e1 = (part + 1) * n_units / ppr * as->unit;
+        const float *xr = x + t * ld;
+        float *yr = y + t * ld;
+        if (norm_w) lm_rmsnorm_apply(xr, norm_w, yr, lm_rmsnorm_scale(xr, n, eps), e0, e1);
+        for (int i = 0; i < as->n; i++) {
+            const lm_type_traits *vt = lm_type_traits_get(as->vdt[i]);
+            char *dst = (char *)ctx->act[as->vdt[i]] + (size_t)t * as->rs[i] +
+                        (size_t)(e0 / vt->blck_size) * vt->type_size;
+            ctx->k->from_float[as->vdt[i]](yr + e0, dst, e1 - e0);
+        }
+    }
+}
+
+enum { EPI_NONE, EPI_K, EPI_V, EPI_SILU, EPI_ADD };
+
+/* One matrix product of a phase: y[t][r] = W row r . act row t; with w2, y2 likewise from w2 (the
+ * same rows of a second matrix, for the silu(gate) * up epilogue). */
+typedef struct mm_job {
+    const lm_weight *w, *w2;
+    const void *act, *act2;
+    size_t as, as2;
+    float *y, *y2;
+    int64_t ldy;
+    int epi;
+    float *res; /* EPI_ADD: res[t][r] += y[t][r] (row stride ldy) */
+    /* after the epilogue (conv_vdt != 0): y[t][r0, r1) converted to conv_vdt into conv_dst
+     * (conv_rs bytes per token row) for the next product; chunks then hold whole blocks */
+    uint32_t conv_vdt;
+    void *conv_dst;
+    size_t conv_rs;
+    int64_t chunk, n_chunks;
+} mm_job;
+
+/* Rows per work item: a multiple of `align`. T == 1: about 8 items per thread (any split gives the
+ * same results, each row being one vec_dot). T > 1: rows / 8 within [64, 512], independent of the
+ * thread count, so gemm calls and results do not depend on it; large enough that a gemm call's
+ * per-call activation work is amortized (measured: 512-row calls take ~15% less CPU time than
+ * 64-row calls for a Q8_0 pp512), small enough that 2-4 threads stay balanced. */
+static int64_t mm_chunk(int64_t rows, int32_t T, int nth, int64_t align) {
+    int64_t c = T == 1 ? rows / ((int64_t)nth * 8) : LM_MIN(LM_MAX(rows / 8, 64), 512);
+    c = (c + align - 1) / align * align;
+    return c < align ? align : c;
+}
+
+static void mm_job_set(mm_job *j, const lm_weight *w, const void *act, size_t as, float *y,
+                       int64_t ldy, int epi, int32_t T, int nth, int64_t align) {
+    memset(j, 0, sizeof *j);
+    j->w = w;
+    j->act = act;
+    j->as = as;
+    j->y = y;
+    j->ldy = ldy;
+    j->epi = epi;
+    j->chunk = mm_chunk(w->ne1, T, nth, align);
+    j->n_chunks = (w->ne1 + j->chunk - 1) / j->chunk;
+}
+
+/* Epilogue of rows [r0, r1) of job j for tokens [0, T), in the thread that computed them. */
+static void mm_epilogue(llamita_context *ctx, const mm_job *j, int32_t il,
+                        int32_t T, int64_t r0, int64_t r1) {
+    const lm_hparams *hp = &ctx->model->hp;
+    const int32_t HD = hp->head_dim;
+    switch (j->epi) {
+    case EPI_K: /* RoPE on whole heads, then f16 into the key rows */
+        for (int32_t t = 0; t < T; t++) {
+            float *kr = j->y + (size_t)t * (size_t)j->ldy;
+            const float *cs = ctx->rope_cs + (size_t)t * (size_t)hp->n_rot;
+            const int32_t cell = ctx->tok_cell[t];
+            for (int64_t h = r0 / HD; h < r1 / HD; h++) {
+                lm_rope_apply(kr + h * HD, 1, HD, hp->n_rot, cs);
+                ctx->k->fp32_to_fp16(kr + h * HD, kv_k(ctx, il, (int32_t)h) + (size_t)cell * HD, HD);
+            }
+        }
+        break;
+    case EPI_V: /* f16 into the transposed values */
+        for (int32_t t = 0; t < T; t++) {
+            const float *vr = j->y + (size_t)t * (size_t)j->ldy;
+            const int32_t cell = ctx->tok_cell[t];
+            lm_fp16 v16[256]; /* a piece of the row, converted at once */
+            for (int64_t r = r0; r < r1;) {
+                const int64_t h = r / HD, d0 = r % HD, n = LM_MIN(LM_MIN(r1 - r, HD - d0), 256);
+                ctx->k->fp32_to_fp16(vr + r, v16, n);
+                lm_fp16 *vc = kv_v(ctx, il, (int32_t)h) + cell;
+                for (int64_t d = 0; d < n; d++) vc[(size_t)(d0 + d) * ctx->n_ctx] = v16[d];
+                r += n;
+            }
+        }
+        break;
+    case EPI_SILU:
+        for (int32_t t = 0; t < T; t++) {
+            float *g = j->y + (size_t)t * (size_t)j->ldy + r0;
+            lm_silu_mul(g, j->y2 + (size_t)t * (size_t)j->ldy + r0, g, r1 - r0);
+            if (j->conv_vdt) {
+                const lm_type_traits *vt = lm_type_traits_get(j->conv_vdt);
+                ctx->k->from_float[j->conv_vdt](g, (char *)j->conv_dst + (size_t)t * j->conv_rs +
+                                                       (size_t)(r0 / vt->blck_size) * vt->type_size,
+                                                r1 - r0);
+            }
+        }
+        break;
+    case EPI_ADD:
+        for (int32_t t = 0; t < T; t++)
+            lm_add_inplace(j->res + (size_t)t * (size_t)j->ldy + r0,
+                           j->y + (size_t)t * (size_t)j->ldy + r0, r1 - r0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Runs the jobs' chunks until none is left (all threads of the phase call this). */
+static void mm_run(llamita_context *ctx, const mm_job *jobs, int nj, int32_t il,
+                   int32_t T) {
+    int64_t total = 0;
+    for (int i = 0; i < nj; i++) total += jobs[i].n_chunks;
+    for (;;) {
+        int64_t c = lm_threadpool_next(ctx->pool);
+        if (c >= total) break;
+        int i = 0;
+        while (c >= jobs[i].n_chunks) c -= jobs[i++].n_chunks;
+        const mm_job *j = &jobs[i];
+        const int64_t r0 = c * j->chunk, r1 = LM_MIN(r0 + j->chunk, j->w->ne1);
+        lm_matmul_rows(ctx->k, j->w, j->act, j->as, T, j->y, j->ldy, r0, r1);
+        if (j->w2) lm_matmul_rows(ctx->k, j->w2, j->act2, j->as2, T, j->y2, j->ldy, r0, r1);
+        mm_epilogue(ctx, j, il, T, r0, r1);
+    }
+}
+
+/* Attention of layer il for the query slots S (ubatch tokens) in blocks blk[0..nb]; slot i's
+ * output goes to attn row i. Thread 0 also moves the residual rows of the output tokens to the
+ * front when `compact` (last layer; nothing else touches x in this phase). */
+static void attention_phase(llamita_context *ctx, const fwd_args *f, int32_t il, const int32_t *S,
+                            const int32_t *blk, int32_t nb, bool compact, const act_set *conv,
+                            int ith) {
+    const lm_hparams *hp = &ctx->model->hp;
+    const int32_t HD = hp->head_dim, NH = hp->n_head, NHKV = hp->n_head_kv, gqa = NH / NHKV;
+    const size_t NQ = (size_t)NH * (size_t)HD;
+    const float kq_scale = 1.0f / sqrtf((float)HD);
+    if (compact && ith == 0) {
+        const size_t E = (size_t)hp->n_embd;
+        for (int32_t j = 0; j < f->n_out; j++)
+            if (S[j] != j) memcpy(ctx->x + (size_t)j * E, ctx->x + (size_t)S[j] * E, E * sizeof(float));
+    }
+    const float **qp = ctx->att_q + (size_t)ith * (size_t)ctx->att_rows;
+    float **op = ctx->att_out + (size_t)ith * (size_t)ctx->att_rows;
+    int32_t *na = ctx->att_n + (size_t)ith * (size_t)ctx->att_rows;
+    const int64_t items = (int64_t)nb * NHKV;
+    for (;;) {
+        const int64_t it = lm_threadpool_next(ctx->pool);
+        if (it >= items) break;
+        const int32_t bi = nb - 1 - (int32_t)(it / NHKV), g = (int32_t)(it % NHKV);
+        const int32_t s = bv_seq(f->b, f->i0 + S[blk[bi]]);
+        int32_t n_rows = 0;
+        for (int32_t i = blk[bi]; i < blk[bi + 1]; i++) {
+            const int32_t t = S[i];
+            for (int32_t hh = 0; hh < gqa; hh++) {
+                const int32_t h = g * gqa + hh;
+                float *qr = ctx->q + (size_t)t * NQ + (size_t)h * HD;
+                lm_rope_apply(qr, 1, HD, hp->n_rot, ctx->rope_cs + (size_t)t * (size_t)hp->n_rot);
+                qp[n_rows] = qr;
+                op[n_rows] = ctx->attn + (size_t)i * NQ + (size_t)h * HD;
+                na[n_rows] = ctx->tok_nattn[t];
+                n_rows++;
+            }
+        }
+        lm_attention_block(ctx->k, qp, op, na, n_rows, kv_k(ctx, il, g), kv_v(ctx, il, g), ctx->n_ctx,
+                           ctx->attn_cells + ctx->seq_start[s], ctx->seq_contig[s], HD, kq_scale,
+                           &ctx->att_sc[ith]);
+        if (conv) { /* this KV head's slice of each output row, converted for Wo (whole blocks) */
+            const uint32_t vdt = conv->vdt[0];
+            const lm_type_traits *vt = lm_type_traits_get(vdt);
+            const size_t e0 = (size_t)g * (size_t)gqa * (size_t)HD;
+            for (int32_t i = blk[bi]; i < blk[bi + 1]; i++)
+                ctx->k->from_float[vdt](ctx->attn + (size_t)i * NQ + e0,
+                                        (char *)ctx->act[vdt] + (size_t)i * conv->rs[0] +
+                                            e0 / (size_t)vt->blck_size * vt->type_size,
+                                        (int64_t)gqa * HD);
+        }
+    }
+}
+
+static void forward_worker(void *arg, int ith, int nth) {
+    const fwd_args *f = arg;
+    llamita_context *ctx = f->ctx;
+    const llamita_model *m = ctx->model;
+    const lm_hparams *hp = &m->hp;
+    lm_threadpool *pool = ctx->pool;
+    const int32_t E = hp->n_embd, HD = hp->head_dim, NQ = hp->n_head * HD, NKV = ctx->n_kv_dim;
+    const int32_t F = hp->n_ff, V = hp->n_vocab, T = f->T, n_out = f->n_out;
+    const int32_t gqa = hp->n_head / hp->n_head_kv;
+    int64_t head_align = 16; /* lcm(HD, 16): K chunks hold whole heads (RoPE in the epilogue) */
+    while (head_align % HD != 0) head_align += 16;
+
+    /* embeddings and the RoPE table of each token */
+    const lm_type_traits *et = lm_type_traits_get(m->tok_embd.type);
+    for (int32_t t = ith; t < T; t += nth) {
+        et->to_float((const char *)m->tok_embd.data +
+                         (size_t)f->b->token[f->i0 + t] * m->tok_embd.row_size,
+                     ctx->x + (size_t)t * E, E);
+        lm_rope_cache(bv_pos(f->b, f->i0 + t), hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale,
+                      ctx->rope_cs + (size_t)t * (size_t)hp->n_rot);
+    }
+    lm_threadpool_barrier(pool);
+
+    int32_t Tc = T; /* rows carried on (only the output rows after the last layer's attention) */
+    for (int32_t il = 0; il < hp->n_layer; il++) {
+        const lm_layer *L = &m->layers[il];
+        const bool last = il == hp->n_layer - 1;
+        const bool need_q = !(last && n_out == 0);
+        act_set as;
+        mm_job jobs[3];
+        size_t st;
+        const void *a;
+
+        /* attention norm + conversion for Q/K/V; then the three products in one phase */
+        {
+            const lm_weight *ws[3] = {&L->wk, &L->wv, &L->wq};
+            act_set_init(&as, ws, need_q ? 3 : 2);
+            norm_convert(ctx, ctx->x, (const float *)L->attn_norm.data, ctx->xn, E, E, Tc, &as,
+                         hp->rms_eps, ith, nth);
+        }
+        lm_threadpool_barrier(pool);
+        int nj = 0;
+        if (need_q) {
+            a = act_for(ctx, &L->wq, ctx->xn, E, &st);
+            mm_job_set(&jobs[nj++], &L->wq, a, st, ctx->q, NQ, EPI_NONE, Tc, nth, 16);
+        }
+        a = act_for(ctx, &L->wk, ctx->xn, E, &st);
+        mm_job_set(&jobs[nj++], &L->wk, a, st, ctx->kx, NKV, EPI_K, Tc, nth, head_align);
+        a = act_for(ctx, &L->wv, ctx->xn, E, &st);
+        mm_job_set(&jobs[nj++], &L->wv, a, st, ctx->vx, NKV, EPI_V, Tc, nth, 16);
+        mm_run(ctx, jobs, nj, il, Tc);
+        lm_threadpool_barrier(pool);
+        if (!need_q) break; /* K/V stored; nothing else is needed from this ubatch */
+
+        /* attention; in the last layer only for the output rows, which move to the front. Each
+         * work item converts its slice of the rows for Wo when the slices are whole blocks. */
+        {
+            const lm_weight *ws[1] = {&L->wo};
+            act_set_init(&as, ws, 1);
+        }
+        const bool conv_wo = as.n == 1 && ((int64_t)gqa * HD) % as.unit == 0;
+        const bool sel = last && n_out < Tc;
+        if (sel)
+            attention_phase(ctx, f, il, ctx->out_rows, ctx->blk_out, ctx->n_blk_out, true,
+                            conv_wo ? &as : NULL, ith);
+        else
+            attention_phase(ctx, f, il, ctx->iota, ctx->blk_all, ctx->n_blk_all, false,
+                            conv_wo ? &as : NULL, ith);
+        lm_threadpool_barrier(pool);
+        const int32_t Ta = last ? n_out : Tc;
+
+        /* x += attn @ Wo */
+        if (as.n > 0 && !conv_wo) {
+            norm_convert(ctx, ctx->attn, NULL, ctx->attn, NQ, NQ, Ta, &as, 0.0f, ith, nth);
+            lm_threadpool_barrier(pool);
+        }
+        a = act_for(ctx, &L->wo, ctx->attn, NQ, &st);
+        mm_job_set(&jobs[0], &L->wo, a, st, ctx->xn, E, EPI_ADD, Ta, nth, 16);
+        jobs[0].res = ctx->x;
+        mm_run(ctx, jobs, 1, il, Ta);
+        lm_threadpool_barrier(pool);
+
+        /* ffn norm + conversion; gate and up in one phase with silu(gate) * up fused */
+        {
+            const lm_weight *ws[2] = {&L->ffn_gate, &L->ffn_up};
+            act_set_init(&as, ws, 2);
+            norm_convert(ctx, ctx->x, (const float *)L->ffn_norm.data, ctx->xn, E, E, Ta, &as,
+                         hp->rms_eps, ith, nth);
+        }
+        lm_threadpool_barrier(pool);
+        /* chunks of whole blocks of Wdown's activation type: each chunk converts its slice of h */
+        {
+            const lm_weight *ws[1] = {&L->ffn_down};
+            act_set_init(&as, ws, 1);
+        }
+        a = act_for(ctx, &L->ffn_gate, ctx->xn, E, &st);
+        mm_job_set(&jobs[0], &L->ffn_gate, a, st, ctx->gate, F, EPI_SILU, Ta, nth,
+                   LM_MAX(as.unit, 16));
+        jobs[0].w2 = &L->ffn_up;
+        jobs[0].act2 = act_for(ctx, &L->ffn_up, ctx->xn, E, &jobs[0].as2);
+        jobs[0].y2 = ctx->up;
+        if (as.n == 1) {
+            jobs[0].conv_vdt = as.vdt[0];
+            jobs[0].conv_dst = ctx->act[as.vdt[0]];
+            jobs[0].conv_rs = as.rs[0];
+        }
+        mm_run(ctx, jobs, 1, il, Ta);
+        lm_threadpool_barrier(pool);
+
+        /* x += h @ Wdown */
+        a = act_for(ctx, &L->ffn_down, ctx->gate, F, &st);
+        mm_job_set(&jobs[0], &L->ffn_down, a, st, ctx->xn, E, EPI_ADD, Ta, nth, 16);
+        jobs[0].res = ctx->x;
+        mm_run(ctx, jobs, 1, il, Ta);
+        lm_threadpool_barrier(pool);
+        Tc = Ta;
+    }
+    if (n_out == 0) return;
+
+    /* output: x holds exactly the n_out output rows now */
+    act_set as;
+    const lm_weight *ws[1] = {&m->output};
+    act_set_init(&as, ws, 1);
+    norm_convert(ctx, ctx->x, (const float *)m->output_norm.data, ctx->xn, E, E, n_out, &as,
+                 hp->rms_eps, ith, nth);
+    lm_threadpool_barrier(pool);
+    size_t st;
+    const void *a = act_for(ctx, &m->output, ctx->xn, E, &st);
+    mm_job job;
+    mm_job_set(&job, &m->output, a, st, ctx->logits + (size_t)f->out_base * (size_t)V, V, EPI_NONE,
+               n_out, nth, 16);
+    mm_run(ctx, &job, 1, hp->n_layer, n_out);
 }
 
 /* Evaluates tokens [i0, i0 + T) of the validated batch b; their logits rows start at out_base.
  * Returns the number of logits rows written. Cannot fail. */
 static int32_t decode_ubatch(llamita_context *ctx, const bview *b, int32_t i0, int32_t T,
                              int32_t out_base) {
-    const llamita_model *m = ctx->model;
-    const lm_hparams *hp = &m->hp;
-    const int32_t E = hp->n_embd, HD = hp->head_dim, NH = hp->n_head, NHKV = hp->n_head_kv;
-    const int32_t NQ = NH * HD, NKV = ctx->n_kv_dim, F = hp->n_ff, V = hp->n_vocab;
-    const int32_t gqa = NH / NHKV;
-    const float kq_scale = 1.0f / sqrtf((float)HD);
-
     /* 1. cells for the new tokens (the lowest free ones) */
     uint32_t c = 0;
     for (int32_t t = 0; t < T; t++) {
@@ -973,9 +1443,13 @@ static int32_t decode_ubatch(llamita_context *ctx, const bview *b, int32_t i0, i
     }
     for (uint32_t k = 0; k < ctx->n_ctx; k++)
         if (ctx->cell_seq[k] >= 0) ctx->attn_cells[ctx->seq_tmp[ctx->cell_seq[k]]++] = (int32_t)k;
-    for (uint32_t s = 0; s < ctx->n_seq_max; s++)
-        sort_cells_by_pos(ctx->attn_cells + ctx->seq_start[s], ctx->sort_tmp, ctx->seq_count[s],
-                          ctx->cell_pos);
+    for (uint32_t s = 0; s < ctx->n_seq_max; s++) {
+        int32_t *seg = ctx->attn_cells + ctx->seq_start[s];
+        sort_cells_by_pos(seg, ctx->sort_tmp, ctx->seq_count[s], ctx->cell_pos);
+        bool contig = true;
+        for (int32_t j = 1; j < ctx->seq_count[s] && contig; j++) contig = seg[j] == seg[0] + j;
+        ctx->seq_contig[s] = contig ? 1 : 0;
+    }
     for (int32_t t = 0; t < T; t++) {
         const int32_t s = bv_seq(b, i0 + t), p = bv_pos(b, i0 + t);
         const int32_t *seg = ctx->attn_cells + ctx->seq_start[s];
@@ -990,87 +1464,12 @@ static int32_t decode_ubatch(llamita_context *ctx, const bview *b, int32_t i0, i
     int32_t n_out = 0;
     for (int32_t t = 0; t < T; t++)
         if (bv_out(b, i0 + t)) ctx->out_rows[n_out++] = t;
+    ctx->n_blk_all = make_blocks(b, i0, ctx->iota, T, ctx->att_tq, ctx->blk_all);
+    ctx->n_blk_out = make_blocks(b, i0, ctx->out_rows, n_out, ctx->att_tq, ctx->blk_out);
 
-    /* 3. embeddings */
-    const lm_type_traits *et = lm_type_traits_get(m->tok_embd.type);
-    for (int32_t t = 0; t < T; t++)
-        et->to_float((const char *)m->tok_embd.data + (size_t)b->token[i0 + t] * m->tok_embd.row_size,
-                     ctx->x + (size_t)t * E, E);
-
-    /* 4. layers */
-    int32_t Tc = T; /* rows carried on (only the output rows after the last layer's attention) */
-    for (int32_t il = 0; il < hp->n_layer; il++) {
-        const lm_layer *L = &m->layers[il];
-        const bool last = il == hp->n_layer - 1;
-        for (int32_t t = 0; t < Tc; t++)
-            lm_rmsnorm(ctx->x + (size_t)t * E, (const float *)L->attn_norm.data,
-                       ctx->xn + (size_t)t * E, E, hp->rms_eps);
-        if (!(last && n_out == 0)) mm(ctx, &L->wq, ctx->xn, Tc, ctx->q, false);
-        mm(ctx, &L->wk, ctx->xn, Tc, ctx->kx, !(last && n_out == 0));
-        mm(ctx, &L->wv, ctx->xn, Tc, ctx->vx, true);
-        for (int32_t t = 0; t < Tc; t++) {
-            lm_rope_cache(bv_pos(b, i0 + t), hp->n_rot, hp->rope_freq_base, hp->rope_freq_scale,
-                          ctx->rope_cs);
-            if (!(last && n_out == 0))
-                lm_rope_apply(ctx->q + (size_t)t * NQ, NH, HD, hp->n_rot, ctx->rope_cs);
-            lm_rope_apply(ctx->kx + (size_t)t * NKV, NHKV, HD, hp->n_rot, ctx->rope_cs);
-            lm_fp16 *kc = kv_k(ctx, il, ctx->tok_cell[t]), *vc = kv_v(ctx, il, ctx->tok_cell[t]);
-            const float *ks = ctx->kx + (size_t)t * NKV, *vs = ctx->vx + (size_t)t * NKV;
-            for (int32_t d = 0; d < NKV; d++) {
-                kc[d] = lm_fp32_to_fp16(ks[d]);
-                vc[d] = lm_fp32_to_fp16(vs[d]);
-            }
-        }
-        if (last) {
-            if (n_out == 0) break; /* K/V stored; nothing else is needed from this ubatch */
-            /* carry on with the output rows only (out_rows is increasing, so in place is safe) */
-            if (n_out < Tc) {
-                for (int32_t j = 0; j < n_out; j++) {
-                    const int32_t t = ctx->out_rows[j];
-                    if (t == j) continue;
-                    memcpy(ctx->x + (size_t)j * E, ctx->x + (size_t)t * E, (size_t)E * sizeof(float));
-                    memcpy(ctx->q + (size_t)j * NQ, ctx->q + (size_t)t * NQ, (size_t)NQ * sizeof(float));
-                    ctx->tok_nattn[j] = ctx->tok_nattn[t];
-                    /* out_rows[j] keeps the original index t: the attention loop needs its seq */
-                }
-            }
-        }
-        const int32_t Ta = last ? n_out : Tc;
-        for (int32_t j = 0; j < Ta; j++) {
-            const int32_t t = (last && n_out < Tc) ? ctx->out_rows[j] : j; /* original row */
-            const int32_t s = bv_seq(b, i0 + t);
-            const int32_t *cells = ctx->attn_cells + ctx->seq_start[s];
-            const int32_t n_att = ctx->tok_nattn[j];
-            for (int32_t h = 0; h < NH; h++) {
-                const int32_t g = h / gqa;
-                lm_attention_head(ctx->q + (size_t)j * NQ + (size_t)h * HD,
-                                  kv_k(ctx, il, 0) + (size_t)g * HD, kv_v(ctx, il, 0) + (size_t)g * HD,
-                                  (size_t)NKV, cells, n_att, HD, kq_scale, ctx->scores,
-                                  ctx->probs16, ctx->attn + (size_t)j * NQ + (size_t)h * HD);
-            }
-        }
-        Tc = Ta;
-        mm(ctx, &L->wo, ctx->attn, Tc, ctx->xn, false);
-        for (int32_t t = 0; t < Tc; t++)
-            lm_add_inplace(ctx->x + (size_t)t * E, ctx->xn + (size_t)t * E, E);
-        for (int32_t t = 0; t < Tc; t++)
-            lm_rmsnorm(ctx->x + (size_t)t * E, (const float *)L->ffn_norm.data,
-                       ctx->xn + (size_t)t * E, E, hp->rms_eps);
-        mm(ctx, &L->ffn_gate, ctx->xn, Tc, ctx->gate, false);
-        mm(ctx, &L->ffn_up, ctx->xn, Tc, ctx->up, true);
-        for (int32_t t = 0; t < Tc; t++)
-            lm_silu_mul(ctx->gate + (size_t)t * F, ctx->up + (size_t)t * F, ctx->gate + (size_t)t * F, F);
-        mm(ctx, &L->ffn_down, ctx->gate, Tc, ctx->xn, false);
-        for (int32_t t = 0; t < Tc; t++)
-            lm_add_inplace(ctx->x + (size_t)t * E, ctx->xn + (size_t)t * E, E);
-    }
-    if (n_out == 0) return 0;
-
-    /* 5. output: x holds exactly the n_out output rows now */
-    for (int32_t j = 0; j < n_out; j++)
-        lm_rmsnorm(ctx->x + (size_t)j * E, (const float *)m->output_norm.data,
-                   ctx->xn + (size_t)j * E, E, hp->rms_eps);
-    mm(ctx, &m->output, ctx->xn, n_out, ctx->logits + (size_t)out_base * V, false);
+    /* 3. the layers, on the thread pool */
+    fwd_args f = {ctx, b, i0, T, n_out, out_base};
+    lm_threadpool_run(ctx->pool, forward_worker, &f);
     return n_out;
 }
 

@@ -61,6 +61,11 @@ struct llamita_model {
 
 const lm_vocab *lm_model_vocab(const llamita_model *m);
 
+/* The thread count a context runs its forward pass with (its pool's size), and the name of the
+ * CPU kernel level it uses ("scalar", "avx2", "avx512", "neon"). For `llamita bench` and tests. */
+int32_t lm_context_n_threads(const llamita_context *ctx);
+const char *lm_context_cpu_level(const llamita_context *ctx);
+
 /* llama.cpp's LLAMA_FTYPE numbering (general.file_type): short names such as "Q4_K_M"; NULL for an
  * unknown number (the "guessed" flag 1024 is ignored). lm_ftype_from_name parses those names
  * (case-insensitive) and returns -1 when unknown. */

@@ -26,7 +26,7 @@ for t in tests/py/test_*.py; do
   echo "=== $t"
   "$PYTHON" -m unittest -v "$t" >"$log" 2>&1; rc=$?
   cat "$log"
-  p=$(grep -cE ' \.\.\. ok$' "$log"); f=$(grep -cE ' \.\.\. (FAIL|ERROR)$' "$log"); s=$(grep -cE ' \.\.\. skipped' "$log")
+  p=$(grep -cE '(^| \.\.\. )ok$' "$log"); f=$(grep -cE ' \.\.\. (FAIL|ERROR)$' "$log"); s=$(grep -cE ' \.\.\. skipped' "$log")
   pass=$((pass+p)); fail=$((fail+f)); skip=$((skip+s))
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then crashed+=("$t (exit $rc)"); fail=$((fail+1)); fi
 done

@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <string.h>
 
 #include "gguf.h"
 #include "llamita.h"
@@ -453,7 +454,14 @@ static void check_batch_equivalence(const char *ftype, const lm_synth_params *p)
     printf("  %-7s batch vs single %.3g, vs n_batch 3 %.3g, vs some outputs %.3g, after no-output "
            "batch %.3g\n",
            ftype, d_single, d_chunk, d_some, d_none);
-    assert_true(d_single <= 1e-4);
+    /* The batched path (GEMM tiles) and the single-token dot sum in float in different orders.
+     * F16: measured 2.0e-4; llama.cpp itself differs by 7e-4 between its batched and incremental F16
+     * paths (../shared/fixtures/README.md), so 1e-3. K-quants: the tiny order difference can move an
+     * activation across a Q8_K rounding boundary in the next layer (measured 6.2e-3 on Q4_K_S);
+     * llama.cpp's own Q4_K_M batch-vs-incremental difference is 2.7e-2 (same README), so 2e-2.
+     * The other types keep 1e-4. */
+    const double single_bound = strcmp(ftype, "F16") == 0 ? 1e-3 : ftype[0] == 'Q' && strchr(ftype, 'K') ? 2e-2 : 1e-4;
+    assert_true(d_single <= single_bound);
     assert_true(d_chunk <= 1e-4);
     assert_true(d_some <= 1e-4);
     assert_true(d_none <= 1e-4);

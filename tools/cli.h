@@ -67,7 +67,8 @@ uint64_t parse_seed(const char *opt, const char *s);
 char *read_file(const char *path, size_t *len);
 /* Processes \n \t \\ \" \' \r \0-style escapes in place; returns the new length. */
 size_t process_escapes(char *s, size_t len);
-/* Loads a model or dies with "error: <reason>". */
+/* Loads a model (a path, or hf://ORG/NAME/FILE via the Hugging Face cache) or dies with
+ * "error: <reason>". */
 llamita_model *load_model(const char *path, bool vocab_only);
 /* Tokenizes the whole text (malloc'd ids, count in *n). */
 llamita_token *tokenize_all(const llamita_model *m, const char *text, size_t len, bool add_special,

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hub.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Errors and usage
@@ -209,16 +210,23 @@ size_t process_escapes(char *s, size_t len) {
  * Shared model helpers
  * ------------------------------------------------------------------------------------------- */
 
-llamita_model *load_model(const char *path, bool vocab_only) {
+llamita_model *load_model(const char *arg, bool vocab_only) {
     char err[1024] = "";
+    /* a path, or hf://ORG/NAME/FILE (found in the Hugging Face cache or downloaded) */
+    char *path = lm_resolve_model_arg(arg, NULL, NULL, err, sizeof err);
+    if (!path) die("%s", err);
     llamita_model_params mp = llamita_model_default_params();
     mp.vocab_only = vocab_only;
     llamita_model *m = llamita_model_load(path, mp, err, sizeof err);
     if (!m) {
+        char msg[2048];
         if (!err[0]) snprintf(err, sizeof err, "unknown error");
-        if (strstr(err, path)) die("cannot load model: %s", err);
-        die("cannot load model '%s': %s", path, err);
+        if (strstr(err, path)) snprintf(msg, sizeof msg, "cannot load model: %s", err);
+        else snprintf(msg, sizeof msg, "cannot load model '%s': %s", path, err);
+        free(path);
+        die("%s", msg);
     }
+    free(path);
     return m;
 }
 

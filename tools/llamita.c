@@ -60,6 +60,13 @@ static const char RUN_HELP[] =
     "  -c, --ctx-size N          context size (default 0: the model's)\n"
     "  -b, --batch-size N        prompt tokens per forward step (default 512)\n"
     "      --ignore-eos          never stop at end-of-generation tokens (they are never sampled)\n"
+    "      --json                print the result as an OpenAI / llama-cpp-python \"text_completion\"\n"
+    "                            object instead of the text (with --json, -n 0 or -1 = until the\n"
+    "                            context is full)\n"
+    "      --stream              with --json: print each streamed chunk as one JSON line instead\n"
+    "      --stop TEXT           with --json: stop before TEXT (may be given several times)\n"
+    "      --echo                with --json: the text starts with the prompt\n"
+    "      --logprobs N          with --json: the top-N logprobs of every token\n"
     "\n"
     "The prompt is tokenized with BOS as the model says and with control tokens such as </s>\n"
     "recognised in the text.\n";
@@ -67,6 +74,10 @@ static const char RUN_HELP[] =
 typedef struct run_opts {
     const char *model, *prompt, *file;
     bool no_escape, ignore_eos;
+    bool json, stream, echo;   /* --json mode (llamita_completion) */
+    int32_t logprobs;          /* --logprobs N; -1 = off */
+    const char **stop;         /* [n_stop] --stop strings */
+    int32_t n_stop;
     int32_t n_predict, n_threads;
     uint32_t n_ctx, n_batch;
     llamita_sampler_params sp;
@@ -111,6 +122,40 @@ static void out_token(outbuf *o, const llamita_model *m, llamita_token t) {
     }
 }
 
+/* --json --stream: each chunk on its own line. */
+static bool print_chunk_line(const char *json, void *user) {
+    (void)user;
+    if (!write_all(stdout, json, strlen(json)) || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+        die("cannot write to standard output: %s", strerror(errno ? errno : EIO));
+    return true;
+}
+
+/* `run --json`: the completion through llamita_completion (llama-cpp-python's create_completion);
+ * prints the text_completion object, or with --stream the chunks as JSON lines. */
+static int run_json(const run_opts *o, llamita_context *ctx, const char *text) {
+    llamita_completion_params p = llamita_completion_default_params();
+    p.max_tokens = o->n_predict; /* <= 0: until the context is full */
+    p.stop = o->stop;
+    p.n_stop = o->n_stop;
+    p.echo = o->echo;
+    p.logprobs = o->logprobs;
+    p.ignore_eos = o->ignore_eos;
+    p.sampling = o->sp;
+    p.model_name = o->model;
+    char err[1024] = "";
+    double t0 = now_s();
+    char *res = llamita_completion(ctx, text, &p, o->stream ? print_chunk_line : NULL, NULL, err, sizeof err);
+    if (!res) die("%s", err);
+    double dt = now_s() - t0;
+    if (!o->stream) {
+        if (!write_all(stdout, res, strlen(res)) || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+            die("cannot write to standard output: %s", strerror(errno ? errno : EIO));
+    }
+    fprintf(stderr, "llamita: completion in %.2f ms\n", dt * 1e3);
+    llamita_free(res);
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
     run_opts o;
     memset(&o, 0, sizeof o);
@@ -118,6 +163,7 @@ static int cmd_run(int argc, char **argv) {
     o.n_predict = -1;
     o.n_batch = cdef.n_batch;
     o.sp = llamita_sampler_default_params();
+    o.logprobs = -1;
     args a = {argc, 2, argv, false};
     for (; a.i < argc; a.i++) {
         const char *arg = argv[a.i], *v;
@@ -129,7 +175,15 @@ static int cmd_run(int argc, char **argv) {
         else if (opt_val(&a, "-f", "--file", &v)) o.file = v;
         else if (opt_flag(&a, NULL, "--no-escape")) o.no_escape = true;
         else if (opt_flag(&a, NULL, "--ignore-eos")) o.ignore_eos = true;
-        else if (opt_val(&a, "-n", "--n-predict", &v)) o.n_predict = (int32_t)parse_int(arg, v, -2, INT32_MAX);
+        else if (opt_flag(&a, NULL, "--json")) o.json = true;
+        else if (opt_flag(&a, NULL, "--stream")) o.stream = true;
+        else if (opt_flag(&a, NULL, "--echo")) o.echo = true;
+        else if (opt_val(&a, NULL, "--logprobs", &v)) o.logprobs = (int32_t)parse_int(arg, v, 0, INT32_MAX);
+        else if (opt_val(&a, NULL, "--stop", &v)) {
+            o.stop = realloc(o.stop, ((size_t)o.n_stop + 1) * sizeof *o.stop);
+            if (!o.stop) die("out of memory");
+            o.stop[o.n_stop++] = v;
+        } else if (opt_val(&a, "-n", "--n-predict", &v)) o.n_predict = (int32_t)parse_int(arg, v, -2, INT32_MAX);
         else if (opt_val(&a, NULL, "--temp", &v)) o.sp.temp = parse_float(arg, v, -1e30, 1e30);
         else if (opt_val(&a, NULL, "--top-k", &v)) o.sp.top_k = (int32_t)parse_int(arg, v, -1, INT32_MAX);
         else if (opt_val(&a, NULL, "--top-p", &v)) o.sp.top_p = parse_float(arg, v, 0.0, 1.0);
@@ -150,6 +204,8 @@ static int cmd_run(int argc, char **argv) {
     if (!o.model) usage_error("missing -m MODEL");
     if (!o.prompt && !o.file) usage_error("missing -p PROMPT or -f FILE");
     if (o.prompt && o.file) usage_error("give either -p or -f, not both");
+    if (!o.json && (o.stream || o.echo || o.logprobs >= 0 || o.n_stop > 0))
+        usage_error("--stream, --stop, --echo and --logprobs go with --json");
     if (o.n_threads < 0) o.n_threads = 0;
 
     /* prompt text */
@@ -177,7 +233,7 @@ static int cmd_run(int argc, char **argv) {
 
     int32_t n_prompt = 0;
     llamita_token *prompt = tokenize_all(m, text, text_len, true, true, &n_prompt);
-    free(text);
+    if (o.json && memchr(text, 0, text_len)) die("the prompt contains a NUL byte (not possible with --json)");
     if (n_prompt == 0) die("the prompt is empty (0 tokens and the model adds no BOS)");
 
     uint32_t n_ctx_req = o.n_ctx ? o.n_ctx : (n_ctx_train > 0 ? (uint32_t)n_ctx_train : 0);
@@ -197,6 +253,17 @@ static int cmd_run(int argc, char **argv) {
     if (!ctx) die("cannot create the context (n_ctx %u): %s", (unsigned)n_ctx_req, err);
     uint32_t n_ctx = llamita_n_ctx(ctx);
     if (n_ctx > n_ctx_req) n_ctx = n_ctx_req; /* the library may pad; honour what was asked */
+
+    if (o.json) {
+        free(prompt);
+        int rc = run_json(&o, ctx, text);
+        free(text);
+        free(o.stop);
+        llamita_context_free(ctx);
+        llamita_model_free(m);
+        return rc;
+    }
+    free(text);
 
     llamita_sampler *smpl = llamita_sampler_new(&o.sp, n_vocab, err, sizeof err);
     if (!smpl) die("%s", err);

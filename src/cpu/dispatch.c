@@ -6,8 +6,14 @@
 
 #include "cpu.h"
 
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+/* F16C (CPUID.1:ECX bit 29); clang's __builtin_cpu_supports does not know "f16c". */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1;
+}
 #endif
 
 enum { LVL_SCALAR, LVL_AVX2, LVL_AVX512, LVL_NEON, LVL_COUNT };
@@ -55,7 +61,7 @@ static void detect(void) {
     int top = LVL_SCALAR;
 #if defined(__x86_64__) || defined(_M_X64)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) {
         tables[LVL_AVX2] = tables[LVL_SCALAR];
         tables[LVL_AVX2].name = "avx2";
         lm_cpu_init_avx2(&tables[LVL_AVX2]);
