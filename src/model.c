@@ -579,6 +579,8 @@ struct llamita_context {
     float *up;        /* [n_batch][n_ff] */
     void *act[LM_TYPE_COUNT]; /* per vec_dot_type used by some matrix (else NULL):
                                  [n_batch][its longest converted activation row] */
+    void *act_down;   /* [n_batch][longest converted row of any ffn_down]: h converted by the
+                         gate/up phase while that phase still reads act[] */
     float *rope_cs;   /* [n_batch][n_rot] cos/sin table of each ubatch token */
     char *att_buf;    /* [n_threads][lm_attn_scratch_bytes(att_rows, head_dim, n_ctx)] */
     lm_attn_scratch *att_sc; /* [n_threads] */
@@ -733,6 +735,10 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
         free(ws);
         for (uint32_t t = 0; t < LM_TYPE_COUNT; t++)
             if (act_row[t] > 0) ctx->act[t] = xcalloc(B, act_row[t], &total, &ok);
+        size_t down_row = 0;
+        for (int32_t il = 0; il < hp->n_layer; il++)
+            down_row = LM_MAX(down_row, lm_matmul_act_row_size(&model->layers[il].ffn_down));
+        ctx->act_down = xcalloc(B, down_row ? down_row : 1, &total, &ok);
     }
     ctx->rope_cs = xcalloc(B * (uint64_t)hp->n_rot + 2, sizeof(float), &total, &ok);
     const size_t att_bytes = lm_attn_scratch_bytes(ctx->att_rows, hp->head_dim, (int32_t)n_ctx);
@@ -802,6 +808,7 @@ void llamita_context_free(llamita_context *ctx) {
     free(ctx->gate);
     free(ctx->up);
     for (uint32_t t = 0; t < LM_TYPE_COUNT; t++) free(ctx->act[t]);
+    free(ctx->act_down);
     free(ctx->rope_cs);
     free(ctx->att_buf);
     free(ctx->att_sc);
@@ -1383,9 +1390,9 @@ static void forward_worker(void *arg, int ith, int nth) {
         jobs[0].w2 = &L->ffn_up;
         jobs[0].act2 = act_for(ctx, &L->ffn_up, ctx->xn, E, &jobs[0].as2);
         jobs[0].y2 = ctx->up;
-        if (as.n == 1) {
+        if (as.n == 1) { /* into its own buffer: the act buffers are still being read */
             jobs[0].conv_vdt = as.vdt[0];
-            jobs[0].conv_dst = ctx->act[as.vdt[0]];
+            jobs[0].conv_dst = ctx->act_down;
             jobs[0].conv_rs = as.rs[0];
         }
         mm_run(ctx, jobs, 1, il, Ta);
@@ -1393,6 +1400,7 @@ static void forward_worker(void *arg, int ith, int nth) {
 
         /* x += h @ Wdown */
         a = act_for(ctx, &L->ffn_down, ctx->gate, F, &st);
+        if (as.n == 1) a = ctx->act_down;
         mm_job_set(&jobs[0], &L->ffn_down, a, st, ctx->xn, E, EPI_ADD, Ta, nth, 16);
         jobs[0].res = ctx->x;
         mm_run(ctx, jobs, 1, il, Ta);

@@ -198,9 +198,9 @@ static double run_case(const lm_kernels *k, const dataset *ds, int64_t r0, int64
     return worst;
 }
 
-/* Relative bound: float summation-order differences (measured max 2.4e-7 over all types and
- * levels); 2e-6 leaves margin while any wrong element, scale, offset or min gives errors of order
- * 1e-3 and up. */
+/* Relative bound: float summation-order differences (measured max 3.1e-7 over all types and
+ * levels, AVX-512 and AVX2, gcc and clang); 2e-6 leaves margin while any wrong element, scale,
+ * offset or min gives errors of order 1e-3 and up (checked by breaking the kernels on purpose). */
 #define REL_BOUND 2e-6
 
 static const uint32_t all_types[] = {LM_TYPE_F32,  LM_TYPE_F16,  LM_TYPE_BF16, LM_TYPE_Q4_0, LM_TYPE_Q4_1,

@@ -5,7 +5,8 @@
  * LM_REQUIRE_SHARED()   inside a test: prints a visible SKIP reason and skips when ../shared is absent.
  * lm_test_shared_path(buf, size, "fixtures/x.gguf")  joins a path under the shared folder.
  * lm_test_tmpdir()      a per-process temporary folder (created on first use, under $TMPDIR or /tmp).
- * lm_test_read_file(path, &size)  whole file in a malloc'd buffer (NULL if unreadable); caller frees.
+ * lm_test_read_file(path, &size)  whole file in a malloc'd, NUL-terminated buffer (NULL if
+ *                       unreadable); caller frees.
  */
 #ifndef LM_TEST_UTIL_H
 #define LM_TEST_UTIL_H
@@ -63,8 +64,10 @@ static inline void *lm_test_read_file(const char *path, size_t *size) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (n < 0) { fclose(f); return NULL; }
+    char *buf = malloc((size_t)n + 1); /* NUL-terminated, so text files can be used as strings */
     if (buf && n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf) buf[n] = 0;
     fclose(f);
     if (buf && size) *size = (size_t)n;
     return buf;

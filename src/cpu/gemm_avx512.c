@@ -640,7 +640,7 @@ static void info_kq(enum lm_type type, const uint8_t *x, size_t xrs, int tn, int
         kq_info *in = info + (size_t)t * (KC / 256);
         for (int sb = 0; sb < ns; sb++) {
             const int16_t *bs = blk[sb].bsums;
-            in[sb].d = blk[sb].d;
+            memcpy(&in[sb].d, &blk[sb].d, sizeof(float)); /* rows need not be 4-byte aligned */
             if (kq_offset(type)) { /* -offset * bsums[j] as int32 */
                 __m512i v = _mm512_cvtepi16_epi32(ld256(bs));
                 _mm512_storeu_si512(in[sb].v, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(v, shift)));
