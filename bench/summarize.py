@@ -3,8 +3,9 @@
 
     python3 bench/summarize.py RESULTS_DIR
 
-Per type and thread count: pp and tg tokens/s of llamita and llama.cpp (mean over the A/B rounds of
-each round's mean), their ratio (and the range of the per-round ratios), the memory bandwidth
+Per type and thread count: pp and tg tokens/s of llamita and llama.cpp (median over the A/B rounds
+of each round's mean: a round disturbed by another process on this shared machine does not move
+it), their ratio (the median of the per-round ratios, with their range), the memory bandwidth
 measured by membw in the same rounds (median of the rounds' best), the bytes a decode step reads
 (every weight except token_embd, of which one row, plus the KV cache rows attended to, on average
 (N + 1) / 2 cells over a tgN run), the bandwidth bound (bandwidth / bytes per token) and the
@@ -122,17 +123,16 @@ def main():
                     mm = re.search(r"best_gbs=([0-9.]+)", open(mb).read())
                     if mm:
                         bws.append(float(mm.group(1)))
-            mean = {e: {k: (statistics.mean(v) if v else None) for k, v in d.items()} for e, d in res.items()}
+            mean = {e: {k: (statistics.median(v) if v else None) for k, v in d.items()} for e, d in res.items()}
             bw = statistics.median(bws) if bws else None
             bound = bw * 1e9 / bpt if (bw and bpt) else None
 
             def ratio(kind):
-                a, b = mean["llamita"][kind], mean["llama.cpp"][kind]
-                if a is None or not b:
-                    return "—"
                 rr = ratios[kind]
+                if not rr:
+                    return "—"
                 rng = " (%.2f–%.2f)" % (min(rr), max(rr)) if len(rr) > 1 else ""
-                return "%.2f×%s" % (a / b, rng)
+                return "%.2f×%s" % (statistics.median(rr), rng)
 
             def frac(e):
                 v = mean[e]["tg"]

@@ -209,6 +209,12 @@ LLAMITA_API void llamita_kv_clear(llamita_context *ctx);
 /* Removes positions [p0, p1) of sequence seq (p1 < 0: to the end; seq < 0: every sequence). */
 LLAMITA_API void llamita_kv_seq_rm(llamita_context *ctx, llamita_seq_id seq, llamita_pos p0,
                                    llamita_pos p1);
+/* Copies the cells of sequence src with positions in [p0, p1) (p0 < 0: from 0; p1 < 0: to the end)
+ * to sequence dst, keys and values included, so that a prefix evaluated once can be continued by
+ * several sequences. What dst held in that range is dropped first. Returns 0, or -1 with a message
+ * (bad sequence id, not enough free cells), the cache unchanged then. */
+LLAMITA_API int llamita_kv_seq_cp(llamita_context *ctx, llamita_seq_id src, llamita_seq_id dst,
+                                  llamita_pos p0, llamita_pos p1, char *err, size_t err_size);
 /* Largest position held for seq, or -1 if none. */
 LLAMITA_API llamita_pos llamita_kv_seq_pos_max(const llamita_context *ctx, llamita_seq_id seq);
 /* Number of cells in use, over all sequences. */

@@ -68,8 +68,6 @@
 #include "gguf.h"
 #include "model.h"
 
-#pragma weak lm_context_gen_slot
-
 /* ---------------------------------------------------------------------------------------------
  * Small growable buffers
  * ------------------------------------------------------------------------------------------- */
@@ -337,7 +335,6 @@ void lm_gen_state_free(lm_gen_state *s) {
 
 /* The context's state, created on first use; NULL when model.c keeps none (or out of memory). */
 static lm_gen_state *gen_state(llamita_context *ctx) {
-    if (!lm_context_gen_slot) return NULL;
     lm_gen_state **slot = lm_context_gen_slot(ctx);
     if (!slot) return NULL;
     if (!*slot) *slot = calloc(1, sizeof **slot);
@@ -345,7 +342,7 @@ static lm_gen_state *gen_state(llamita_context *ctx) {
 }
 
 int32_t lm_gen_last_reused(llamita_context *ctx) {
-    if (!ctx || !lm_context_gen_slot) return -1;
+    if (!ctx) return -1;
     lm_gen_state **slot = lm_context_gen_slot(ctx);
     return slot && *slot ? (*slot)->last_reused : -1;
 }

@@ -26,13 +26,12 @@ typedef struct lm_gen_state lm_gen_state;
 /* Frees a state made by generate.c (NULL is a no-op). Called by llamita_context_free(). */
 void lm_gen_state_free(lm_gen_state *s);
 
-/* Implemented by model.c: the address of the context's state pointer (NULL until the first
- * completion on that context). generate.c declares it weak, so until model.c provides it every
- * completion simply re-evaluates its whole prompt. */
+/* Implemented by model.c: the address of the context's state pointer (the pointer is NULL until the
+ * first completion on that context); NULL for a NULL context. */
 lm_gen_state **lm_context_gen_slot(llamita_context *ctx);
 
 /* Tokens of the prompt prefix that the last completion on ctx could reuse from the KV cache (0 =
- * none), or -1 when the context keeps no state (no lm_context_gen_slot, or no completion yet). */
+ * none), or -1 before the first completion on ctx. */
 int32_t lm_gen_last_reused(llamita_context *ctx);
 
 /* ---- text stream with stop strings ---- */

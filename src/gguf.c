@@ -556,6 +556,14 @@ lm_gguf *lm_gguf_open(const char *path, char *err, size_t err_size) {
         return NULL;
     }
     g->map = m;
+#ifdef MADV_HUGEPAGE
+    /* Ask for huge pages: file pages read into the page cache as 2 MB folios are then mapped by one
+     * PMD each instead of 512 PTEs, and streaming the weights (decode reads all of them per token)
+     * stops paying TLB misses: a plain read of a cold-cached 1.1 GB file measured 26-27 GB/s with 4 KB
+     * mappings, 35-38 GB/s PMD-mapped (Linux 6.18, ext4). Advice only; pages already cached in small
+     * folios stay as they are. */
+    (void)madvise(m, (size_t)g->size, MADV_HUGEPAGE);
+#endif
     if (!parse_file(g, err, err_size)) {
         lm_gguf_close(g);
         return NULL;
@@ -1332,6 +1340,10 @@ bool lm_gguf_writer_write(lm_gguf_writer *w, const char *path, char *err, size_t
     free(offs);
     if (!o.err_no && fflush(f) != 0) o.err_no = errno ? errno : EIO;
     if (!o.err_no && fsync(fileno(f)) != 0 && errno != EINVAL && errno != EROFS) o.err_no = errno;
+    /* The written pages sit in the page cache as small folios, which later mappings of the file would
+     * map with 4 KB pages; dropped now (they are clean after fsync), the first load reads the file back
+     * into large folios (see lm_gguf_open). */
+    if (!o.err_no) (void)posix_fadvise(fileno(f), 0, 0, POSIX_FADV_DONTNEED);
     if (fclose(f) != 0 && !o.err_no) o.err_no = errno ? errno : EIO;
     if (!o.err_no && rename(tmp, path) != 0) {
         lm_seterr(err, err_size, "gguf writer: cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));

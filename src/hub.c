@@ -1475,6 +1475,9 @@ static int hub_fetch_blob(const char *url, const char *endpoint, const char *tok
         lm_seterr(err, err_size, "cannot sync '%s': %s", incomplete_path, strerror(errno));
         goto out;
     }
+    /* drop the written (now clean) small-folio pages: the first load reads the file back into large
+     * folios, mapped with huge pages (see lm_gguf_open in gguf.c) */
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     ret = HUB_OK;
 out:
     close(fd);

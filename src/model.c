@@ -29,6 +29,7 @@
 #include "common.h"
 #include "cpu/cpu.h"
 #include "cpu/threadpool.h"
+#include "generate.h"
 #include "ops.h"
 
 /* Sanity limits on hyperparameters (far above any Llama model; they keep all size arithmetic in
@@ -553,6 +554,7 @@ int llamita_model_tensor_info(const llamita_model *model, int32_t i, llamita_ten
 
 struct llamita_context {
     llamita_model *model;
+    lm_gen_state *gen; /* completion state (generate.c): what sequence 0 holds, for prefix reuse */
     const lm_kernels *k; /* CPU kernels (lm_cpu_kernels()) */
     lm_threadpool *pool;
     uint32_t n_ctx, n_batch, n_seq_max;
@@ -794,6 +796,7 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
 
 void llamita_context_free(llamita_context *ctx) {
     if (!ctx) return;
+    lm_gen_state_free(ctx->gen);
     lm_threadpool_free(ctx->pool);
     free(ctx->k_cache);
     free(ctx->v_cache);
@@ -836,6 +839,9 @@ const llamita_model *llamita_context_model(const llamita_context *ctx) { return 
 int32_t lm_context_n_threads(const llamita_context *ctx) { return ctx->n_threads; }
 const char *lm_context_cpu_level(const llamita_context *ctx) { return ctx->k->name; }
 
+/* The slot generate.c keeps its per-context completion state in (see generate.h). */
+lm_gen_state **lm_context_gen_slot(llamita_context *ctx) { return ctx ? &ctx->gen : NULL; }
+
 void llamita_kv_clear(llamita_context *ctx) {
     for (uint32_t c = 0; c < ctx->n_ctx; c++) ctx->cell_seq[c] = -1;
     ctx->n_used = 0;
@@ -852,6 +858,63 @@ void llamita_kv_seq_rm(llamita_context *ctx, llamita_seq_id seq, llamita_pos p0,
             ctx->n_used--;
         }
     }
+}
+
+static void sort_cells_by_pos(int32_t *a, int32_t *tmp, int32_t n, const int32_t *pos);
+
+/* Copies the cells of sequence src with positions in [p0, p1) (p1 < 0: to the end) to sequence dst:
+ * the cells dst held in that range are dropped first, then each copied position gets the lowest free
+ * cell (in increasing position order, so a copy into an empty region is contiguous) with the same
+ * keys and values. Fails, changing nothing, on bad sequence ids or when the free cells are too few. */
+int llamita_kv_seq_cp(llamita_context *ctx, llamita_seq_id src, llamita_seq_id dst, llamita_pos p0,
+                      llamita_pos p1, char *err, size_t err_size) {
+    if (!ctx) {
+        lm_seterr(err, err_size, "kv_seq_cp: no context");
+        return -1;
+    }
+    if (src < 0 || dst < 0 || (uint32_t)src >= ctx->n_seq_max || (uint32_t)dst >= ctx->n_seq_max) {
+        lm_seterr(err, err_size, "kv_seq_cp: sequence ids %d -> %d: each must be in [0, %u)", src, dst,
+                  ctx->n_seq_max);
+        return -1;
+    }
+    if (p0 < 0) p0 = 0;
+    if (src == dst) return 0;
+#define IN_RANGE(c) (ctx->cell_pos[c] >= p0 && (p1 < 0 || ctx->cell_pos[c] < p1))
+    int32_t n_copy = 0, n_free = 0;
+    for (uint32_t c = 0; c < ctx->n_ctx; c++) {
+        if (ctx->cell_seq[c] < 0 || (ctx->cell_seq[c] == dst && IN_RANGE(c))) n_free++;
+        else if (ctx->cell_seq[c] == src && IN_RANGE(c)) n_copy++;
+    }
+    if (n_copy > n_free) {
+        lm_seterr(err, err_size, "kv_seq_cp: copying %d cells of sequence %d needs %d free cells, %d are free",
+                  n_copy, src, n_copy, n_free);
+        return -1;
+    }
+    llamita_kv_seq_rm(ctx, dst, p0, p1);
+    /* source cells by increasing position (attn_cells is scratch outside decode) */
+    int32_t *cells = ctx->attn_cells, n = 0;
+    for (uint32_t c = 0; c < ctx->n_ctx; c++)
+        if (ctx->cell_seq[c] == src && IN_RANGE(c)) cells[n++] = (int32_t)c;
+#undef IN_RANGE
+    sort_cells_by_pos(cells, ctx->sort_tmp, n, ctx->cell_pos);
+    const lm_hparams *hp = &ctx->model->hp;
+    const size_t D = (size_t)hp->head_dim;
+    uint32_t c = 0;
+    for (int32_t j = 0; j < n; j++) {
+        while (ctx->cell_seq[c] >= 0) c++; /* counted above: a free cell exists */
+        const size_t from = (size_t)cells[j];
+        for (int32_t il = 0; il < hp->n_layer; il++)
+            for (int32_t g = 0; g < hp->n_head_kv; g++) {
+                lm_fp16 *K = kv_k(ctx, il, g), *V = kv_v(ctx, il, g);
+                memcpy(K + c * D, K + from * D, D * sizeof *K);
+                for (size_t d = 0; d < D; d++) V[d * ctx->n_ctx + c] = V[d * ctx->n_ctx + from];
+            }
+        ctx->cell_seq[c] = dst;
+        ctx->cell_pos[c] = ctx->cell_pos[from];
+        ctx->n_used++;
+        c++;
+    }
+    return 0;
 }
 
 llamita_pos llamita_kv_seq_pos_max(const llamita_context *ctx, llamita_seq_id seq) {

@@ -133,6 +133,10 @@ void lm_matmul_rows(const lm_kernels *k, const lm_weight *w, const void *act, si
         k->gemm[w->type](w->ne0, wd, w->row_size, act, act_stride, T, y, ldy, r0, r1);
         return;
     }
+    if (T == 1 && k->gemv[w->type]) {
+        k->gemv[w->type](w->ne0, wd, w->row_size, act, y, r0, r1);
+        return;
+    }
     const lm_vec_dot_fn dot = k->vec_dot[w->type];
     assert(dot);
     const char *a = (const char *)act;

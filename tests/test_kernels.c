@@ -243,6 +243,63 @@ static void test_vec_dot(void **state) {
     }
 }
 
+/* gemv (several rows per call, decode) must give exactly vec_dot's result on every row: row counts
+ * that exercise the multi-row body and the single-row tail, sub-ranges [r0, r1), block counts that
+ * exercise every tail of the per-row loop. */
+static void test_gemv(void **state) {
+    (void)state;
+    const char *names[8];
+    int nl = get_levels(names);
+    static const int64_t blocks_32[] = {1, 3, 8, 9, 11, 64};
+    static const int64_t blocks_k[] = {1, 2, 3, 8};
+    int n_checked = 0;
+    for (int l = 0; l < nl; l++) {
+        const lm_kernels *k = lm_cpu_kernels_level(names[l]);
+        for (int ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+            const int t = weight_types[ti];
+            if (!k->gemv[t]) continue;
+            const lm_type_traits *tr = lm_type_traits_get((uint32_t)t);
+            const lm_type_traits *vt = lm_type_traits_get(tr->vec_dot_type);
+            const int64_t *counts = tr->blck_size == LM_QK_K ? blocks_k : blocks_32;
+            const int ncounts = tr->blck_size == LM_QK_K ? 4 : 6;
+            rng_seed(2000 + (uint64_t)t);
+            int rows_checked = 0;
+            for (int c = 0; c < ncounts; c++) {
+                const int64_t n = counts[c] * tr->blck_size, R = 11;
+                const size_t rs = lm_row_size((uint32_t)t, n);
+                uint8_t *w = malloc(rs * (size_t)R), *aq = malloc(lm_row_size(tr->vec_dot_type, n));
+                float *af = malloc((size_t)n * sizeof *af), ref[11], got[11];
+                assert_true(w && aq && af);
+                for (int64_t r = 0; r < R; r++) make_weight_row(t, n, w + (size_t)r * rs, (int)(r & 1));
+                rand_floats(af, n);
+                k->from_float[tr->vec_dot_type](af, aq, n);
+                for (int64_t r = 0; r < R; r++) k->vec_dot[t](n, &ref[r], w + (size_t)r * rs, aq);
+                static const int64_t ranges[][2] = {{0, 11}, {0, 4}, {3, 10}, {5, 6}, {7, 7}};
+                for (int q = 0; q < 5; q++) {
+                    for (int64_t r = 0; r < R; r++) got[r] = -1.0f;
+                    k->gemv[t](n, w, rs, aq, got, ranges[q][0], ranges[q][1]);
+                    for (int64_t r = 0; r < R; r++) {
+                        const int inside = r >= ranges[q][0] && r < ranges[q][1];
+                        if (inside && f2u(got[r]) != f2u(ref[r]))
+                            fail_msg("gemv %s %s n=%lld row %lld of [%lld, %lld): %.9g, vec_dot %.9g", names[l],
+                                     tr->name, (long long)n, (long long)r, (long long)ranges[q][0],
+                                     (long long)ranges[q][1], got[r], ref[r]);
+                        if (!inside) assert_true(got[r] == -1.0f); /* rows outside the range untouched */
+                        rows_checked += inside;
+                    }
+                }
+                free(w);
+                free(aq);
+                free(af);
+            }
+            fprintf(stderr, "gemv %-6s %-5s x %-4s: %d rows bit-identical to vec_dot\n", names[l], tr->name,
+                    vt->name, rows_checked);
+            n_checked++;
+        }
+    }
+    fprintf(stderr, "gemv: %d kernels checked\n", n_checked);
+}
+
 /* The avx2 and avx512 levels use the same summation order for the 32-element block types (see
  * x86_avx2.c), so their results must be bit-identical: checked for every block count 1..40 (all tail
  * combinations of the 8/4/2/1-block loops). */
@@ -513,6 +570,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_vec_dot),
+        cmocka_unit_test(test_gemv),
         cmocka_unit_test(test_x86_levels_agree),
         cmocka_unit_test(test_from_float),
         cmocka_unit_test(test_to_float),

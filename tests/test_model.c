@@ -540,6 +540,73 @@ static void test_two_sequences(void **state) {
     free(rb);
 }
 
+/* A prefix evaluated once in sequence 0 and copied to sequences 1 and 2, each continued with its own
+ * tokens in one batch, gives the logits of evaluating each whole sequence alone. */
+static void test_seq_cp(void **state) {
+    (void)state;
+    char path[PATH_LEN], err[512] = "";
+    lm_synth_params p = small_params("Q8_0");
+    write_model("cp.gguf", &p, path, sizeof path);
+    llamita_model *m = load(path);
+    const int32_t V = llamita_model_n_vocab(m);
+    enum { NP = 7, NC = 4 };
+    int32_t pre[NP], cont[3][NC], whole[NP + NC];
+    make_tokens(pre, NP, V, 11);
+    for (int s = 0; s < 3; s++) make_tokens(cont[s], NC, V, 20 + s);
+    float *ref = malloc(sizeof(float) * 3 * NC * V), *all = malloc(sizeof(float) * (NP + NC) * V);
+    llamita_context *c = new_ctx(m, 32, 512, 1);
+    for (int s = 0; s < 3; s++) {
+        memcpy(whole, pre, sizeof pre);
+        memcpy(whole + NP, cont[s], sizeof cont[s]);
+        llamita_kv_clear(c);
+        decode_all(c, whole, NP + NC, all);
+        memcpy(ref + (size_t)s * NC * V, all + (size_t)NP * V, sizeof(float) * NC * V);
+    }
+    llamita_context_free(c);
+
+    c = new_ctx(m, 40, 512, 3);
+    if (llamita_decode_tokens(c, pre, NP, false, err, sizeof err) != 0) fail_msg("decode: %s", err);
+    for (int s = 1; s < 3; s++)
+        if (llamita_kv_seq_cp(c, 0, s, 0, -1, err, sizeof err) != 0) fail_msg("seq_cp: %s", err);
+    assert_int_equal(llamita_kv_used(c), 3 * NP);
+    assert_int_equal(llamita_kv_seq_pos_max(c, 2), NP - 1);
+    llamita_batch b = llamita_batch_init(3 * NC);
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < NC; i++) llamita_batch_add(&b, cont[s][i], NP + i, s, true);
+    if (llamita_decode(c, &b, err, sizeof err) != 0) fail_msg("decode: %s", err);
+    double d = 0;
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < NC; i++)
+            d = fmax(d, max_abs_diff(ref + ((size_t)s * NC + i) * V, llamita_get_logits_ith(c, s * NC + i), V));
+    printf("  prefix copied to 2 sequences vs each alone: %.3g\n", d);
+    assert_true(d <= 1e-5);
+    /* copying a range over what dst holds replaces it; errors leave the cache as it was */
+    if (llamita_kv_seq_cp(c, 1, 2, 0, NP, err, sizeof err) != 0) fail_msg("seq_cp: %s", err);
+    assert_int_equal(llamita_kv_used(c), 3 * (NP + NC));
+    assert_true(llamita_kv_seq_cp(c, 0, 3, 0, -1, err, sizeof err) < 0);
+    printf("  expected error: %s\n", err);
+    assert_non_null(strstr(err, "sequence ids"));
+    llamita_kv_seq_rm(c, 2, -1, -1);
+    assert_true(llamita_kv_seq_cp(c, 0, 2, 0, -1, err, sizeof err) == 0); /* 11 cells, 18 free */
+    llamita_kv_seq_rm(c, 2, -1, -1);
+    llamita_kv_seq_rm(c, 1, -1, -1);
+    int32_t more[10];
+    make_tokens(more, 10, V, 30);
+    if (llamita_decode_tokens(c, more, 10, false, err, sizeof err) != 0) fail_msg("decode: %s", err);
+    /* sequence 0 now holds 21 cells, 19 are free */
+    const int32_t used = llamita_kv_used(c);
+    assert_true(llamita_kv_seq_cp(c, 0, 1, 0, -1, err, sizeof err) < 0);
+    printf("  expected error: %s\n", err);
+    assert_non_null(strstr(err, "free cells"));
+    assert_int_equal(llamita_kv_used(c), used);
+    assert_int_equal(llamita_kv_seq_pos_max(c, 1), -1);
+    llamita_batch_free(b);
+    llamita_context_free(c);
+    llamita_model_free(m);
+    free(ref);
+    free(all);
+}
+
 static void test_two_contexts(void **state) {
     (void)state;
     char path[PATH_LEN];
@@ -1048,6 +1115,7 @@ int main(void) {
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_batch_equivalence),
         cmocka_unit_test(test_two_sequences),
+        cmocka_unit_test(test_seq_cp),
         cmocka_unit_test(test_two_contexts),
         cmocka_unit_test(test_seq_rm),
         cmocka_unit_test(test_decode_errors),

@@ -76,4 +76,6 @@ llamita_token *tokenize_all(const llamita_model *m, const char *text, size_t len
 const char *human_count(uint64_t n, char *buf, size_t size);
 const char *human_bytes(uint64_t n, char *buf, size_t size);
 bool write_all(FILE *f, const void *buf, size_t n);
+/* Writes s as a JSON string literal (quotes, backslashes and control bytes escaped). */
+void cli_json_str(FILE *f, const char *s);
 #endif

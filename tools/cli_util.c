@@ -266,3 +266,13 @@ const char *human_bytes(uint64_t n, char *buf, size_t size) {
 
 /* Writes all of buf to f; false on error. */
 bool write_all(FILE *f, const void *buf, size_t n) { return n == 0 || fwrite(buf, 1, n, f) == n; }
+
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}

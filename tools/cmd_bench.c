@@ -65,17 +65,6 @@ static void parse_list(const char *opt, const char *s, long long lo, long long h
     }
 }
 
-/* Writes s as a JSON string literal. */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 typedef struct bench_result {
     int32_t threads, n_prompt, n_gen;
     double mean, sd;
@@ -215,14 +204,14 @@ static int cmd_bench(int argc, char **argv) {
             snprintf(test, sizeof test, "%s%d", r->n_prompt ? "pp" : "tg",
                      (int)(r->n_prompt ? r->n_prompt : r->n_gen));
             printf("  {\"model\": ");
-            json_str(stdout, desc);
+            cli_json_str(stdout, desc);
             printf(", \"model_filename\": ");
-            json_str(stdout, model_path);
+            cli_json_str(stdout, model_path);
             printf(", \"type\": ");
-            json_str(stdout, type);
+            cli_json_str(stdout, type);
             printf(", \"size\": %llu, \"params\": %llu, \"cpu_level\": ",
                    (unsigned long long)llamita_model_size(m), (unsigned long long)llamita_model_n_params(m));
-            json_str(stdout, level);
+            cli_json_str(stdout, level);
             printf(", \"threads\": %d, \"n_batch\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"test\": \"%s\", "
                    "\"tokens_per_second\": %.4f, \"stddev\": %.4f, \"samples_ts\": [",
                    (int)r->threads, (int)n_batch, (int)r->n_prompt, (int)r->n_gen, test, r->mean, r->sd);

@@ -28,6 +28,13 @@ typedef void (*lm_gemm_fn)(int64_t K, const void *restrict W, size_t w_row_size,
                            size_t x_row_size, int64_t T, float *restrict Y, int64_t ldy, int64_t r0,
                            int64_t r1);
 
+/* Matrix-vector product over a row range, for decoding one token:
+ *   for r in [r0, r1):  s[r] = dot(W row r, x)
+ * W as for lm_gemm_fn, x one activation row in the type's vec_dot_type. Results are bit-identical to
+ * vec_dot on each row (the kernel only interleaves several rows to share x and overlap their work). */
+typedef void (*lm_gemv_fn)(int64_t K, const void *restrict W, size_t w_row_size, const void *restrict x,
+                           float *restrict s, int64_t r0, int64_t r1);
+
 typedef struct lm_kernels {
     const char *name;                          /* "scalar", "avx2", "avx512", "neon" */
     lm_vec_dot_fn vec_dot[LM_TYPE_COUNT];      /* weight type -> dot with a vec_dot_type row */
@@ -35,6 +42,7 @@ typedef struct lm_kernels {
                                                   BF16, Q8_0, Q8_1, Q8_K; others = reference) */
     lm_to_float_fn to_float[LM_TYPE_COUNT];    /* dequantize rows */
     lm_gemm_fn gemm[LM_TYPE_COUNT];            /* NULL: callers loop over vec_dot */
+    lm_gemv_fn gemv[LM_TYPE_COUNT];            /* NULL: callers loop over vec_dot */
     /* attention over the F16 KV cache */
     void (*dot_f16)(int64_t n, float *restrict s, const lm_fp16 *restrict x, const lm_fp16 *restrict y);
     void (*axpy_f16)(int64_t n, float *restrict y, float a, const lm_fp16 *restrict x); /* y += a*x */

@@ -463,28 +463,30 @@ LM_AI void mk_fl(const enum lm_type type, int mr, int nt, int64_t K, const uint8
             for (int r = 0; r < FMR; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
-    float out[FNT][FMR];
+    if (k < K) {
+        /* tail of fewer than 8 elements: zero-padded to a full vector, so element kk lands in lane
+         * kk % 8 as in the loop above. Hence a product over K and over K' > K elements whose extra
+         * elements are zeros (attention's zero-padded probabilities, see lm_attention_block) give
+         * the same bits. */
+        const size_t tb = (size_t)(K - k) * esz;
+        __m256 wv[FMR];
 #pragma GCC unroll 4
-    for (int t = 0; t < FNT; t++)
+        for (int r = 0; r < FMR; r++) {
+            uint8_t buf[32] = {0};
+            memcpy(buf, wp[r] + (size_t)k * esz, tb);
+            wv[r] = fl_load(type, buf);
+        }
 #pragma GCC unroll 4
-        for (int r = 0; r < FMR; r++) out[t][r] = hsum8(acc[r][t]);
-    for (int t = 0; t < nt; t++) {
-        for (int r = 0; r < mr; r++) {
-            float s = out[t][r];
-            for (int64_t kk = k; kk < K; kk++) { /* tail of fewer than 8 elements */
-                const uint8_t *a = wp[r] + (size_t)kk * esz, *b = xp[t] + (size_t)kk * esz;
-                if (type == LM_TYPE_F32) {
-                    float fa, fb;
-                    memcpy(&fa, a, 4);
-                    memcpy(&fb, b, 4);
-                    s += fa * fb;
-                } else {
-                    s += h2f(a) * h2f(b);
-                }
-            }
-            y[(size_t)t * (size_t)ldy + r] = s;
+        for (int t = 0; t < FNT; t++) {
+            uint8_t buf[32] = {0};
+            memcpy(buf, xp[t] + (size_t)k * esz, tb);
+            const __m256 xv = fl_load(type, buf);
+#pragma GCC unroll 4
+            for (int r = 0; r < FMR; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < mr; r++) y[(size_t)t * (size_t)ldy + r] = hsum8(acc[r][t]);
 }
 
 #define MK_FL(NAME, TYPE)                                                                                     \

@@ -24,6 +24,7 @@
  * unaligned (loadu / memcpy).
  */
 #include "cpu.h"
+#include "gemv.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -226,44 +227,64 @@ _Static_assert(offsetof(lm_block_q4_1, m) == 2 && offsetof(lm_block_q5_1, m) == 
 _Static_assert(offsetof(lm_block_q8_1, s) == 2, "s at 2");
 
 #define DEFINE_VEC_DOT_32(NAME, XB, YB, BLOCK_DOT, HAS_M)                                                    \
-    static void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {       \
-        const XB *x = vx;                                                                                    \
+    static inline __attribute__((always_inline)) void NAME##_rows(const int R, int64_t n, float *restrict s,  \
+                                                                  const char *restrict vx, size_t xs,        \
+                                                                  const void *restrict vy, const char *pf) { \
         const YB *y = vy;                                                                                    \
+        const XB *x[GEMV_ROWS];                                                                              \
+        __m256 acc0[GEMV_ROWS], acc1[GEMV_ROWS];                                                             \
+        __m128 accm[GEMV_ROWS];                                                                              \
+        GEMV_UNROLL for (int r = 0; r < R; r++) {                                                            \
+            x[r] = (const XB *)(const void *)(vx + (size_t)r * xs);                                          \
+            acc0[r] = _mm256_setzero_ps();                                                                   \
+            acc1[r] = _mm256_setzero_ps();                                                                   \
+            accm[r] = _mm_setzero_ps();                                                                      \
+        }                                                                                                    \
         const int64_t nb = n / 32;                                                                           \
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};                                          \
-        __m128 accm = _mm_setzero_ps();                                                                      \
         int64_t b = 0;                                                                                       \
         for (; b + 4 <= nb; b += 4) {                                                                        \
-            const __m256 d = _mm256_castps128_ps256(                                                         \
-                _mm_mul_ps(f16x4_strided(&x[b].d, sizeof *x), f16x4_strided(&y[b].d, sizeof *y)));           \
-            if (HAS_M)                                                                                       \
-                accm = _mm_fmadd_ps(f16x4_strided((const uint8_t *)&x[b] + 2, sizeof *x),                    \
-                                    f16x4_strided((const uint8_t *)&y[b] + 2, sizeof *y), accm);             \
-            const __m256i p0 = BLOCK_DOT(&x[b], &y[b]);                                                      \
-            const __m256i p1 = BLOCK_DOT(&x[b + 1], &y[b + 1]);                                              \
-            const __m256i p2 = BLOCK_DOT(&x[b + 2], &y[b + 2]);                                              \
-            const __m256i p3 = BLOCK_DOT(&x[b + 3], &y[b + 3]);                                              \
-            acc[0] = _mm256_fmadd_ps(lane_bcast(d, 0), _mm256_cvtepi32_ps(p0), acc[0]);                      \
-            acc[1] = _mm256_fmadd_ps(lane_bcast(d, 1), _mm256_cvtepi32_ps(p1), acc[1]);                      \
-            acc[0] = _mm256_fmadd_ps(lane_bcast(d, 2), _mm256_cvtepi32_ps(p2), acc[0]);                      \
-            acc[1] = _mm256_fmadd_ps(lane_bcast(d, 3), _mm256_cvtepi32_ps(p3), acc[1]);                      \
-        }                                                                                                    \
-        if (b < nb) {                                                                                        \
-            float ms[4];                                                                                     \
-            _mm_storeu_ps(ms, accm);                                                                         \
-            for (; b < nb; b++) {                                                                            \
-                const __m256i p = BLOCK_DOT(&x[b], &y[b]);                                                   \
-                acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(&x[b].d) * f16_at(&y[b].d)),              \
-                                             _mm256_cvtepi32_ps(p), acc[b & 1]);                             \
+            gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(XB), (size_t)R * (size_t)(b + 4) * sizeof(XB)); \
+            const __m128 dy = f16x4_strided(&y[b].d, sizeof *y);                                             \
+            GEMV_UNROLL for (int r = 0; r < R; r++) {                                                        \
+                const XB *xr = x[r];                                                                         \
+                const __m256 d = _mm256_castps128_ps256(_mm_mul_ps(f16x4_strided(&xr[b].d, sizeof *xr), dy)); \
                 if (HAS_M)                                                                                   \
-                    ms[b & 3] = fma1(f16_at((const uint8_t *)&x[b] + 2), f16_at((const uint8_t *)&y[b] + 2), \
-                                     ms[b & 3]);                                                             \
+                    accm[r] = _mm_fmadd_ps(f16x4_strided((const uint8_t *)&xr[b] + 2, sizeof *xr),           \
+                                           f16x4_strided((const uint8_t *)&y[b] + 2, sizeof *y), accm[r]);   \
+                const __m256i p0 = BLOCK_DOT(&xr[b], &y[b]);                                                 \
+                const __m256i p1 = BLOCK_DOT(&xr[b + 1], &y[b + 1]);                                         \
+                const __m256i p2 = BLOCK_DOT(&xr[b + 2], &y[b + 2]);                                         \
+                const __m256i p3 = BLOCK_DOT(&xr[b + 3], &y[b + 3]);                                         \
+                acc0[r] = _mm256_fmadd_ps(lane_bcast(d, 0), _mm256_cvtepi32_ps(p0), acc0[r]);                \
+                acc1[r] = _mm256_fmadd_ps(lane_bcast(d, 1), _mm256_cvtepi32_ps(p1), acc1[r]);                \
+                acc0[r] = _mm256_fmadd_ps(lane_bcast(d, 2), _mm256_cvtepi32_ps(p2), acc0[r]);                \
+                acc1[r] = _mm256_fmadd_ps(lane_bcast(d, 3), _mm256_cvtepi32_ps(p3), acc1[r]);                \
             }                                                                                                \
-            accm = _mm_loadu_ps(ms);                                                                         \
         }                                                                                                    \
-        const float sum = hsum256(_mm256_add_ps(acc[0], acc[1]));                                            \
-        *s = HAS_M ? sum + hsum128(accm) : sum;                                                              \
-    }
+        for (int r = 0; r < R; r++) {                                                                        \
+            const XB *xr = x[r];                                                                             \
+            __m256 acc[2] = {acc0[r], acc1[r]};                                                              \
+            if (b < nb) {                                                                                    \
+                float ms[4];                                                                                 \
+                _mm_storeu_ps(ms, accm[r]);                                                                  \
+                for (int64_t bt = b; bt < nb; bt++) {                                                        \
+                    const __m256i p = BLOCK_DOT(&xr[bt], &y[bt]);                                            \
+                    acc[bt & 1] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(&xr[bt].d) * f16_at(&y[bt].d)),      \
+                                                  _mm256_cvtepi32_ps(p), acc[bt & 1]);                       \
+                    if (HAS_M)                                                                               \
+                        ms[bt & 3] = fma1(f16_at((const uint8_t *)&xr[bt] + 2),                              \
+                                          f16_at((const uint8_t *)&y[bt] + 2), ms[bt & 3]);                  \
+                }                                                                                            \
+                accm[r] = _mm_loadu_ps(ms);                                                                  \
+            }                                                                                                \
+            const float sum = hsum256(_mm256_add_ps(acc[0], acc[1]));                                        \
+            s[r] = HAS_M ? sum + hsum128(accm[r]) : sum;                                                     \
+        }                                                                                                    \
+    }                                                                                                        \
+    static void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {       \
+        NAME##_rows(1, n, s, vx, 0, vy, NULL);                                                                     \
+    }                                                                                                        \
+    DEFINE_GEMV(NAME)
 
 DEFINE_VEC_DOT_32(vec_dot_q8_0_q8_0, lm_block_q8_0, lm_block_q8_0, q8_0_block_dot, 0)
 DEFINE_VEC_DOT_32(vec_dot_q4_0_q8_0, lm_block_q4_0, lm_block_q8_0, q4_0_block_dot, 0)
@@ -332,53 +353,78 @@ static inline __m256i k4_min_dot(__m128i sm, const int16_t *bsums) {
                   _mm256_madd_epi16(_mm256_maddubs_epi16(LO, loadu256(YQ)), _mm256_shuffle_epi8(SCB, SEL_LO)),  \
                   _mm256_madd_epi16(_mm256_maddubs_epi16(HI, loadu256((YQ) + 32)), _mm256_shuffle_epi8(SCB, SEL_HI))))
 
-static void vec_dot_q4_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q4_K *x = vx;
+static inline __attribute__((always_inline)) void q4_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
+    const lm_block_q4_K *xs_[GEMV_ROWS];
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m256i m4 = _mm256_set1_epi8(15);
     const __m256i sel0 = selb(0), sel1 = selb(1), sel2 = selb(2), sel3 = selb(3), sel4 = selb(4), sel5 = selb(5),
                   sel6 = selb(6), sel7 = selb(7);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    __m256 acc[GEMV_ROWS], accm[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q4_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm256_setzero_ps();
+        accm[r] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++) {
-        const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
-        const __m128i sm = k4_scales_mins(x[b].scales);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm);
-        const __m256i scb = _mm256_broadcastsi128_si256(sm);
-        __m256i isum = _mm256_setzero_si256();
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q4_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q4_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q4_K *x = xs_[r];
+            const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
+            const __m128i sm = k4_scales_mins(x[b].scales);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm[r]);
+            const __m256i scb = _mm256_broadcastsi128_si256(sm);
+            __m256i isum = _mm256_setzero_si256();
 #define Q4K_STEP(c, SL, SH)                                                                                    \
     do {                                                                                                       \
         const __m256i v = loadu256(x[b].qs + 32 * (c));                                                        \
         K4_STEP2(isum, _mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), y[b].qs + 64 * (c), \
                  scb, SL, SH);                                                                                 \
     } while (0)
-        Q4K_STEP(0, sel0, sel1);
-        Q4K_STEP(1, sel2, sel3);
-        Q4K_STEP(2, sel4, sel5);
-        Q4K_STEP(3, sel6, sel7);
+            Q4K_STEP(0, sel0, sel1);
+            Q4K_STEP(1, sel2, sel3);
+            Q4K_STEP(2, sel4, sel5);
+            Q4K_STEP(3, sel6, sel7);
 #undef Q4K_STEP
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc[r]);
+        }
     }
-    *s = hsum256(acc) - hsum256(accm);
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]) - hsum256(accm[r]);
 }
+static void vec_dot_q4_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q4_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q4_K)
 
-static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q5_K *x = vx;
+static inline __attribute__((always_inline)) void q5_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
+    const lm_block_q5_K *xs_[GEMV_ROWS];
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m256i m4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
     const __m256i sel0 = selb(0), sel1 = selb(1), sel2 = selb(2), sel3 = selb(3), sel4 = selb(4), sel5 = selb(5),
                   sel6 = selb(6), sel7 = selb(7);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    __m256 acc[GEMV_ROWS], accm[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q5_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm256_setzero_ps();
+        accm[r] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++) {
-        const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
-        const __m128i sm = k4_scales_mins(x[b].scales);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm);
-        const __m256i scb = _mm256_broadcastsi128_si256(sm);
-        /* bit j of byte l: 5th bit of element 32 j + l; step c uses bits 2c (-> bit 4 via << (4 - 2c)) and
-         * 2c + 1; the shifts stay inside each byte for the bit that is kept */
-        const __m256i qh = loadu256(x[b].qh);
-        __m256i isum = _mm256_setzero_si256();
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q5_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q5_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q5_K *x = xs_[r];
+            const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
+            const __m128i sm = k4_scales_mins(x[b].scales);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm[r]);
+            const __m256i scb = _mm256_broadcastsi128_si256(sm);
+            /* bit j of byte l: 5th bit of element 32 j + l; step c uses bits 2c (-> bit 4 via << (4 - 2c)) and
+             * 2c + 1; the shifts stay inside each byte for the bit that is kept */
+            const __m256i qh = loadu256(x[b].qh);
+            __m256i isum = _mm256_setzero_si256();
 #define Q5K_STEP(c, HLO, HHI, SL, SH)                                                                          \
     do {                                                                                                       \
         const __m256i v = loadu256(x[b].qs + 32 * (c));                                                        \
@@ -386,15 +432,20 @@ static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict
         const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_and_si256(HHI, bit4)); \
         K4_STEP2(isum, lo, hi, y[b].qs + 64 * (c), scb, SL, SH);                                               \
     } while (0)
-        Q5K_STEP(0, _mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 3), sel0, sel1);
-        Q5K_STEP(1, _mm256_slli_epi16(qh, 2), _mm256_slli_epi16(qh, 1), sel2, sel3);
-        Q5K_STEP(2, qh, _mm256_srli_epi16(qh, 1), sel4, sel5);
-        Q5K_STEP(3, _mm256_srli_epi16(qh, 2), _mm256_srli_epi16(qh, 3), sel6, sel7);
+            Q5K_STEP(0, _mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 3), sel0, sel1);
+            Q5K_STEP(1, _mm256_slli_epi16(qh, 2), _mm256_slli_epi16(qh, 1), sel2, sel3);
+            Q5K_STEP(2, qh, _mm256_srli_epi16(qh, 1), sel4, sel5);
+            Q5K_STEP(3, _mm256_srli_epi16(qh, 2), _mm256_srli_epi16(qh, 3), sel6, sel7);
 #undef Q5K_STEP
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(isum), acc[r]);
+        }
     }
-    *s = hsum256(acc) - hsum256(accm);
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]) - hsum256(accm[r]);
 }
+static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q5_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q5_K)
 
 /* [s_8h .. s_8h+7 | same] from 16 int16 scales */
 static inline __m256i half_bcast(__m256i sc16, int h) {
@@ -406,18 +457,27 @@ static inline __m256i half_bcast(__m256i sc16, int h) {
     ISUM = _mm256_add_epi32(ISUM, _mm256_madd_epi16(_mm256_maddubs_epi16(Q, loadu256(YQ)), _mm256_shuffle_epi8(SC, SEL)))
 
 /* Q6_K: q = (low 4 | high 2 << 4) - 32; the -32 goes through bsums: sum_j sc_j (dot(u, y)_j - 32 bsum_j). */
-static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q6_K *x = vx;
+static inline __attribute__((always_inline)) void q6_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
+    const lm_block_q6_K *xs_[GEMV_ROWS];
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(0x30);
     const __m256i s01 = sel16(0, 1), s23 = sel16(2, 3), s45 = sel16(4, 5), s67 = sel16(6, 7);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q6_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++) {
-        const float d = y[b].d * f16_at(&x[b].d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(x[b].scales)); /* 16 int16 scales */
-        const __m256i corr = _mm256_madd_epi16(loadu256(y[b].bsums), sc16);
-        __m256i isum = _mm256_setzero_si256();
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q6_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q6_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q6_K *x = xs_[r];
+            const float d = y[b].d * f16_at(&x[b].d);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(x[b].scales)); /* 16 int16 scales */
+            const __m256i corr = _mm256_madd_epi16(loadu256(y[b].bsums), sc16);
+            __m256i isum = _mm256_setzero_si256();
 #define Q6K_HALF(h)                                                                                            \
     do {                                                                                                       \
         const __m256i sc = half_bcast(sc16, h);                                                                \
@@ -429,14 +489,19 @@ static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict
         K16_STEP(isum, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m2)), yq + 64, sc, s45); \
         K16_STEP(isum, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2)), yq + 96, sc, s67); \
     } while (0)
-        Q6K_HALF(0);
-        Q6K_HALF(1);
+            Q6K_HALF(0);
+            Q6K_HALF(1);
 #undef Q6K_HALF
-        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc[r]);
+        }
     }
-    *s = hsum256(acc);
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]);
 }
+static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q6_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q6_K)
 
 static void vec_dot_q2_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const lm_block_q2_K *x = vx;
@@ -852,6 +917,14 @@ void lm_cpu_init_avx2(lm_kernels *k) {
     k->vec_dot[LM_TYPE_F32] = vec_dot_f32;
     k->vec_dot[LM_TYPE_F16] = vec_dot_f16;
     k->vec_dot[LM_TYPE_BF16] = vec_dot_bf16;
+    k->gemv[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1_gemv;
+    k->gemv[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q5_1] = vec_dot_q5_1_q8_1_gemv;
+    k->gemv[LM_TYPE_Q8_0] = vec_dot_q8_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q4_K] = q4_K_gemv;
+    k->gemv[LM_TYPE_Q5_K] = q5_K_gemv;
+    k->gemv[LM_TYPE_Q6_K] = q6_K_gemv;
     k->vec_dot[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0;
     k->vec_dot[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1;
     k->vec_dot[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0;

@@ -24,6 +24,7 @@
  * All loads are unaligned: GGUF blocks have no alignment beyond 2 bytes.
  */
 #include "cpu.h"
+#include "gemv.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -189,52 +190,72 @@ static inline float fma1(float a, float b, float acc) {
  * as acc = [acc_even | acc_odd] (a pair register has block 2k in lanes 0-7, 2k+1 in lanes 8-15);
  * result hsum(acc_even + acc_odd); m*s into lane b mod 4 of a 4-lane accumulator. */
 #define DEFINE_VEC_DOT_32(NAME, XB, YB, PAIR, ONE, HAS_M)                                                    \
-    static void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {       \
-        const XB *x = vx;                                                                                    \
+    static inline __attribute__((always_inline)) void NAME##_rows(const int R, int64_t n, float *restrict s,  \
+                                                                  const char *restrict vx, size_t xs,        \
+                                                                  const void *restrict vy, const char *pf) { \
         const YB *y = vy;                                                                                    \
+        const XB *x[GEMV_ROWS];                                                                              \
+        __m512 acc[GEMV_ROWS];                                                                               \
+        __m128 accm[GEMV_ROWS];                                                                              \
+        GEMV_UNROLL for (int r = 0; r < R; r++) {                                                            \
+            x[r] = (const XB *)(const void *)(vx + (size_t)r * xs);                                          \
+            acc[r] = _mm512_setzero_ps();                                                                    \
+            accm[r] = _mm_setzero_ps();                                                                      \
+        }                                                                                                    \
         const int64_t nb = n / 32;                                                                           \
-        __m512 acc = _mm512_setzero_ps();                                                                    \
-        __m128 accm = _mm_setzero_ps();                                                                      \
         int64_t b = 0;                                                                                       \
         for (; b + 8 <= nb; b += 8) {                                                                        \
-            const __m512 dz = _mm512_castps256_ps512(                                                        \
-                _mm256_mul_ps(f16x8_strided(&x[b], 0, sizeof *x), f16x8_strided(&y[b], 0, sizeof *y)));      \
-            if (HAS_M) {                                                                                     \
-                const __m256 m8 = f16x8_strided(&x[b], 2, sizeof *x), s8 = f16x8_strided(&y[b], 2, sizeof *y); \
-                accm = _mm_fmadd_ps(_mm256_castps256_ps128(m8), _mm256_castps256_ps128(s8), accm);           \
-                accm = _mm_fmadd_ps(_mm256_extractf128_ps(m8, 1), _mm256_extractf128_ps(s8, 1), accm);       \
+            gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(XB), (size_t)R * (size_t)(b + 8) * sizeof(XB)); \
+            const __m256 dy = f16x8_strided(&y[b], 0, sizeof *y);                                            \
+            GEMV_UNROLL for (int r = 0; r < R; r++) {                                                        \
+                const XB *xr = x[r];                                                                         \
+                const __m512 dz = _mm512_castps256_ps512(_mm256_mul_ps(f16x8_strided(&xr[b], 0, sizeof *xr), dy)); \
+                if (HAS_M) {                                                                                 \
+                    const __m256 m8 = f16x8_strided(&xr[b], 2, sizeof *xr), s8 = f16x8_strided(&y[b], 2, sizeof *y); \
+                    accm[r] = _mm_fmadd_ps(_mm256_castps256_ps128(m8), _mm256_castps256_ps128(s8), accm[r]);   \
+                    accm[r] = _mm_fmadd_ps(_mm256_extractf128_ps(m8, 1), _mm256_extractf128_ps(s8, 1), accm[r]); \
+                }                                                                                            \
+                const __m512i p0 = PAIR(&xr[b], &y[b]), p1 = PAIR(&xr[b + 2], &y[b + 2]);                    \
+                const __m512i p2 = PAIR(&xr[b + 4], &y[b + 4]), p3 = PAIR(&xr[b + 6], &y[b + 6]);             \
+                acc[r] = _mm512_fmadd_ps(pair_scale(dz, 0), _mm512_cvtepi32_ps(p0), acc[r]);                 \
+                acc[r] = _mm512_fmadd_ps(pair_scale(dz, 1), _mm512_cvtepi32_ps(p1), acc[r]);                 \
+                acc[r] = _mm512_fmadd_ps(pair_scale(dz, 2), _mm512_cvtepi32_ps(p2), acc[r]);                 \
+                acc[r] = _mm512_fmadd_ps(pair_scale(dz, 3), _mm512_cvtepi32_ps(p3), acc[r]);                 \
             }                                                                                                \
-            const __m512i p0 = PAIR(&x[b], &y[b]), p1 = PAIR(&x[b + 2], &y[b + 2]);                         \
-            const __m512i p2 = PAIR(&x[b + 4], &y[b + 4]), p3 = PAIR(&x[b + 6], &y[b + 6]);                  \
-            acc = _mm512_fmadd_ps(pair_scale(dz, 0), _mm512_cvtepi32_ps(p0), acc);                           \
-            acc = _mm512_fmadd_ps(pair_scale(dz, 1), _mm512_cvtepi32_ps(p1), acc);                           \
-            acc = _mm512_fmadd_ps(pair_scale(dz, 2), _mm512_cvtepi32_ps(p2), acc);                           \
-            acc = _mm512_fmadd_ps(pair_scale(dz, 3), _mm512_cvtepi32_ps(p3), acc);                           \
         }                                                                                                    \
-        if (b < nb) {                                                                                        \
-            float ms[4];                                                                                     \
-            _mm_storeu_ps(ms, accm);                                                                         \
-            for (; b + 2 <= nb; b += 2) { /* b even: block b -> even lanes 0-7, b+1 -> odd lanes 8-15 */     \
-                const __m512 d2 = two_scales(f16_at(&x[b].d) * f16_at(&y[b].d),                              \
-                                             f16_at(&x[b + 1].d) * f16_at(&y[b + 1].d));                     \
-                acc = _mm512_fmadd_ps(d2, _mm512_cvtepi32_ps(PAIR(&x[b], &y[b])), acc);                      \
-                if (HAS_M)                                                                                   \
-                    for (int k = 0; k < 2; k++)                                                              \
-                        ms[(b + k) & 3] = fma1(f16_at((const uint8_t *)&x[b + k] + 2),                       \
-                                               f16_at((const uint8_t *)&y[b + k] + 2), ms[(b + k) & 3]);     \
+        for (int r = 0; r < R; r++) {                                                                        \
+            const XB *xr = x[r];                                                                             \
+            int64_t bt = b;                                                                                  \
+            if (bt < nb) {                                                                                   \
+                float ms[4];                                                                                 \
+                _mm_storeu_ps(ms, accm[r]);                                                                  \
+                for (; bt + 2 <= nb; bt += 2) { /* even: block bt -> lanes 0-7, bt+1 -> lanes 8-15 */         \
+                    const __m512 d2 = two_scales(f16_at(&xr[bt].d) * f16_at(&y[bt].d),                       \
+                                                 f16_at(&xr[bt + 1].d) * f16_at(&y[bt + 1].d));              \
+                    acc[r] = _mm512_fmadd_ps(d2, _mm512_cvtepi32_ps(PAIR(&xr[bt], &y[bt])), acc[r]);         \
+                    if (HAS_M)                                                                               \
+                        for (int k = 0; k < 2; k++)                                                          \
+                            ms[(bt + k) & 3] = fma1(f16_at((const uint8_t *)&xr[bt + k] + 2),                \
+                                                    f16_at((const uint8_t *)&y[bt + k] + 2), ms[(bt + k) & 3]); \
+                }                                                                                            \
+                if (bt < nb) { /* last block, bt even: lanes 0-7 only */                                    \
+                    const __m512 d1 = _mm512_set1_ps(f16_at(&xr[bt].d) * f16_at(&y[bt].d));                  \
+                    const __m512 p = _mm512_cvtepi32_ps(_mm512_zextsi256_si512(ONE(&xr[bt], &y[bt])));       \
+                    acc[r] = _mm512_mask3_fmadd_ps(d1, p, acc[r], 0x00FF);                                   \
+                    if (HAS_M)                                                                               \
+                        ms[bt & 3] = fma1(f16_at((const uint8_t *)&xr[bt] + 2), f16_at((const uint8_t *)&y[bt] + 2), \
+                                          ms[bt & 3]);                                                       \
+                }                                                                                            \
+                accm[r] = _mm_loadu_ps(ms);                                                                  \
             }                                                                                                \
-            if (b < nb) { /* last block, b even: lanes 0-7 only */                                          \
-                const __m512 d1 = _mm512_set1_ps(f16_at(&x[b].d) * f16_at(&y[b].d));                         \
-                const __m512 p = _mm512_cvtepi32_ps(_mm512_zextsi256_si512(ONE(&x[b], &y[b])));              \
-                acc = _mm512_mask3_fmadd_ps(d1, p, acc, 0x00FF);                                             \
-                if (HAS_M)                                                                                   \
-                    ms[b & 3] = fma1(f16_at((const uint8_t *)&x[b] + 2), f16_at((const uint8_t *)&y[b] + 2), ms[b & 3]); \
-            }                                                                                                \
-            accm = _mm_loadu_ps(ms);                                                                         \
+            const float sum = hsum512(acc[r]);                                                               \
+            s[r] = HAS_M ? sum + hsum128(accm[r]) : sum;                                                     \
         }                                                                                                    \
-        const float sum = hsum512(acc);                                                                      \
-        *s = HAS_M ? sum + hsum128(accm) : sum;                                                              \
-    }
+    }                                                                                                        \
+    static void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {       \
+        NAME##_rows(1, n, s, vx, 0, vy, NULL);                                                                     \
+    }                                                                                                        \
+    DEFINE_GEMV(NAME)
 
 /* d sits at byte offset 0 of every 32-element block; m (Q4_1/Q5_1) and s (Q8_1) at offset 2 */
 _Static_assert(offsetof(lm_block_q4_0, d) == 0 && offsetof(lm_block_q5_0, d) == 0 && offsetof(lm_block_q8_0, d) == 0 &&
@@ -318,99 +339,143 @@ static inline __m512i sel_u8_pair(int j) {
 #define K4_STEP(ISUM, Q, YQ, SCB, SEL) \
     ISUM = _mm512_dpwssd_epi32(ISUM, _mm512_maddubs_epi16(Q, loadu512(YQ)), _mm512_shuffle_epi8(SCB, SEL))
 
-static void vec_dot_q4_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q4_K *x = vx;
+static inline __attribute__((always_inline)) void q4_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m512i m4 = _mm512_set1_epi8(15), sh = shift2(0, 4);
     const __m512i sel[4] = {sel_u8_pair(0), sel_u8_pair(2), sel_u8_pair(4), sel_u8_pair(6)};
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
+    const lm_block_q4_K *xs_[GEMV_ROWS];
+    __m512 acc[GEMV_ROWS];
+    __m256 accm[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q4_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm512_setzero_ps();
+        accm[r] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++) {
-        const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
-        const __m128i sm = k4_scales_mins(x[b].scales);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm);
-        const __m512i scb = _mm512_broadcast_i32x4(sm);
-        __m512i isum = _mm512_setzero_si512();
-        /* step c: 64 elements 64c..64c+63 = low nibbles of qs[32c..32c+31], then their high nibbles */
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q4_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q4_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q4_K *x = xs_[r];
+            const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
+            const __m128i sm = k4_scales_mins(x[b].scales);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm[r]);
+            const __m512i scb = _mm512_broadcast_i32x4(sm);
+            __m512i isum = _mm512_setzero_si512();
+            /* step c: 64 elements 64c..64c+63 = low nibbles of qs[32c..32c+31], then their high nibbles */
 #define Q4K_STEP(c) K4_STEP(isum, _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(loadu256(x[b].qs + 32 * (c))), sh), m4), \
                             y[b].qs + 64 * (c), scb, sel[c])
-        Q4K_STEP(0);
-        Q4K_STEP(1);
-        Q4K_STEP(2);
-        Q4K_STEP(3);
+            Q4K_STEP(0);
+            Q4K_STEP(1);
+            Q4K_STEP(2);
+            Q4K_STEP(3);
 #undef Q4K_STEP
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(isum), acc);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(isum), acc[r]);
+        }
     }
-    *s = hsum512(acc) - hsum256(accm);
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum512(acc[r]) - hsum256(accm[r]);
 }
+static void vec_dot_q4_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q4_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q4_K)
 
-static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q5_K *x = vx;
+static inline __attribute__((always_inline)) void q5_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m512i m4 = _mm512_set1_epi8(15), sh = shift2(0, 4), b16 = _mm512_set1_epi8(16);
     const __m512i sel[4] = {sel_u8_pair(0), sel_u8_pair(2), sel_u8_pair(4), sel_u8_pair(6)};
     const __m512i bit[4] = {bytes2(1, 2), bytes2(4, 8), bytes2(16, 32), bytes2(64, 128)};
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
+    const lm_block_q5_K *xs_[GEMV_ROWS];
+    __m512 acc[GEMV_ROWS];
+    __m256 accm[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q5_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm512_setzero_ps();
+        accm[r] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < nb; b++) {
-        const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
-        const __m128i sm = k4_scales_mins(x[b].scales);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm);
-        const __m512i scb = _mm512_broadcast_i32x4(sm);
-        const __m512i qh = _mm512_broadcast_i64x4(loadu256(x[b].qh)); /* bit j of byte l: element 32j + l */
-        __m512i isum = _mm512_setzero_si512();
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q5_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q5_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q5_K *x = xs_[r];
+            const float dd = y[b].d * f16_at(&x[b].d), dm = y[b].d * f16_at(&x[b].dmin);
+            const __m128i sm = k4_scales_mins(x[b].scales);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dm), _mm256_cvtepi32_ps(k4_min_dot(sm, y[b].bsums)), accm[r]);
+            const __m512i scb = _mm512_broadcast_i32x4(sm);
+            const __m512i qh = _mm512_broadcast_i64x4(loadu256(x[b].qh)); /* bit j of byte l: element 32j + l */
+            __m512i isum = _mm512_setzero_si512();
 #define Q5K_STEP(c)                                                                                               \
     do {                                                                                                          \
         __m512i q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_broadcast_i64x4(loadu256(x[b].qs + 32 * (c))), sh), m4); \
         q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, bit[c]), q, b16);                                  \
         K4_STEP(isum, q, y[b].qs + 64 * (c), scb, sel[c]);                                                        \
     } while (0)
-        Q5K_STEP(0);
-        Q5K_STEP(1);
-        Q5K_STEP(2);
-        Q5K_STEP(3);
+            Q5K_STEP(0);
+            Q5K_STEP(1);
+            Q5K_STEP(2);
+            Q5K_STEP(3);
 #undef Q5K_STEP
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(isum), acc);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(dd), _mm512_cvtepi32_ps(isum), acc[r]);
+        }
     }
-    *s = hsum512(acc) - hsum256(accm);
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum512(acc[r]) - hsum256(accm[r]);
 }
+static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q5_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q5_K)
 
 /* (a & c) | b, bitwise */
 #define TERN_AND_OR 0xEC
 
-static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    const lm_block_q6_K *x = vx;
+static inline __attribute__((always_inline)) void q6_K_rows(const int R, int64_t n, float *restrict s,
+                                                             const char *restrict vx, size_t xs,
+                                                             const void *restrict vy, const char *pf) {
     const lm_block_q8_K *y = vy;
     const int64_t nb = n / LM_QK_K;
     const __m512i m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(0x30);
     const __m512i shl01 = shift2(4, 2), shr23 = shift2(0, 2);
     const __m512i sel01 = sel16x4(0, 1, 2, 3), sel23 = sel16x4(4, 5, 6, 7);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const float d = y[b].d * f16_at(&x[b].d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(x[b].scales));
-        const __m256i corr = _mm256_madd_epi16(loadu256(y[b].bsums), sc16); /* sum sc * bsum, 8 lanes */
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            const __m512i sc = _mm512_broadcast_i32x4(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
-            const __m512i ql = loadu512(x[b].ql + 64 * h);
-            const __m512i qh = _mm512_broadcast_i64x4(loadu256(x[b].qh + 32 * h));
-            /* elements 128h + 0..63 (p = 0, 1) and 128h + 64..127 (p = 2, 3) */
-            const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, shl01), m2);
-            const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, shr23), m2);
-            const __m512i q01 = _mm512_ternarylogic_epi32(ql, h01, m4, TERN_AND_OR);
-            const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), h23, m4, TERN_AND_OR);
-            const int8_t *yq = y[b].qs + 128 * h;
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q01, loadu512(yq)), _mm512_shuffle_epi8(sc, sel01));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q23, loadu512(yq + 64)), _mm512_shuffle_epi8(sc, sel23));
-        }
-        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc);
+    const lm_block_q6_K *xs_[GEMV_ROWS];
+    __m512 acc[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        xs_[r] = (const lm_block_q6_K *)(const void *)(vx + (size_t)r * xs);
+        acc[r] = _mm512_setzero_ps();
     }
-    *s = hsum512(acc);
+    for (int64_t b = 0; b < nb; b++) {
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q6_K), (size_t)R * (size_t)(b + 1) * sizeof(lm_block_q6_K));
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q6_K *x = xs_[r];
+            const float d = y[b].d * f16_at(&x[b].d);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(loadu128(x[b].scales));
+            const __m256i corr = _mm256_madd_epi16(loadu256(y[b].bsums), sc16); /* sum sc * bsum, 8 lanes */
+            __m512i isum = _mm512_setzero_si512();
+            for (int h = 0; h < 2; h++) {
+                const __m512i sc = _mm512_broadcast_i32x4(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
+                const __m512i ql = loadu512(x[b].ql + 64 * h);
+                const __m512i qh = _mm512_broadcast_i64x4(loadu256(x[b].qh + 32 * h));
+                /* elements 128h + 0..63 (p = 0, 1) and 128h + 64..127 (p = 2, 3) */
+                const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, shl01), m2);
+                const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, shr23), m2);
+                const __m512i q01 = _mm512_ternarylogic_epi32(ql, h01, m4, TERN_AND_OR);
+                const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), h23, m4, TERN_AND_OR);
+                const int8_t *yq = y[b].qs + 128 * h;
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q01, loadu512(yq)), _mm512_shuffle_epi8(sc, sel01));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q23, loadu512(yq + 64)), _mm512_shuffle_epi8(sc, sel23));
+            }
+            isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(isum), acc[r]);
+        }
+    }
+    GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum512(acc[r]);
 }
+static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q6_K_rows(1, n, s, vx, 0, vy, NULL);
+}
+DEFINE_GEMV(q6_K)
 
 static void vec_dot_q2_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const lm_block_q2_K *x = vx;
@@ -601,6 +666,16 @@ void lm_cpu_init_avx512(lm_kernels *k) {
      * 32-byte-load kernel measured faster (F32 rows in L2: 70 vs 45 GB/s). */
     k->vec_dot[LM_TYPE_F16] = vec_dot_f16;
     if (cpu_has_avx512_bf16()) k->vec_dot[LM_TYPE_BF16] = vec_dot_bf16; /* else the avx2 kernel */
+    /* gemv must agree bit for bit with this level's vec_dot: drop any inherited from avx2 */
+    for (int t = 0; t < LM_TYPE_COUNT; t++) k->gemv[t] = NULL;
+    k->gemv[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1_gemv;
+    k->gemv[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q5_1] = vec_dot_q5_1_q8_1_gemv;
+    k->gemv[LM_TYPE_Q8_0] = vec_dot_q8_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q4_K] = q4_K_gemv;
+    k->gemv[LM_TYPE_Q5_K] = q5_K_gemv;
+    k->gemv[LM_TYPE_Q6_K] = q6_K_gemv;
     k->vec_dot[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0;
     k->vec_dot[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1;
     k->vec_dot[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0;
