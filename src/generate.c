@@ -327,7 +327,8 @@ struct lm_gen_state {
     int32_t last_reused; /* prefix reused by the last completion */
 };
 
-void lm_gen_state_free(lm_gen_state *s) {
+static void gen_state_free(void *p) {
+    lm_gen_state *s = p;
     if (!s) return;
     free(s->tok);
     free(s);
@@ -335,16 +336,16 @@ void lm_gen_state_free(lm_gen_state *s) {
 
 /* The context's state, created on first use; NULL when model.c keeps none (or out of memory). */
 static lm_gen_state *gen_state(llamita_context *ctx) {
-    lm_gen_state **slot = lm_context_gen_slot(ctx);
+    void **slot = lm_context_user_slot(ctx, gen_state_free);
     if (!slot) return NULL;
-    if (!*slot) *slot = calloc(1, sizeof **slot);
+    if (!*slot) *slot = calloc(1, sizeof(lm_gen_state));
     return *slot;
 }
 
 int32_t lm_gen_last_reused(llamita_context *ctx) {
     if (!ctx) return -1;
-    lm_gen_state **slot = lm_context_gen_slot(ctx);
-    return slot && *slot ? (*slot)->last_reused : -1;
+    void **slot = lm_context_user_slot(ctx, gen_state_free);
+    return slot && *slot ? ((const lm_gen_state *)*slot)->last_reused : -1;
 }
 
 /* Records tokens appended to sequence 0; on out of memory the state is emptied, so that the next

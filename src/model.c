@@ -29,7 +29,6 @@
 #include "common.h"
 #include "cpu/cpu.h"
 #include "cpu/threadpool.h"
-#include "generate.h"
 #include "ops.h"
 
 /* Sanity limits on hyperparameters (far above any Llama model; they keep all size arithmetic in
@@ -554,7 +553,8 @@ int llamita_model_tensor_info(const llamita_model *model, int32_t i, llamita_ten
 
 struct llamita_context {
     llamita_model *model;
-    lm_gen_state *gen; /* completion state (generate.c): what sequence 0 holds, for prefix reuse */
+    void *user;                  /* a higher layer's per-context state (see lm_context_user_slot) */
+    void (*user_free)(void *);   /* its destructor, called by llamita_context_free */
     const lm_kernels *k; /* CPU kernels (lm_cpu_kernels()) */
     lm_threadpool *pool;
     uint32_t n_ctx, n_batch, n_seq_max;
@@ -796,7 +796,7 @@ llamita_context *llamita_context_new(llamita_model *model, llamita_context_param
 
 void llamita_context_free(llamita_context *ctx) {
     if (!ctx) return;
-    lm_gen_state_free(ctx->gen);
+    if (ctx->user_free) ctx->user_free(ctx->user);
     lm_threadpool_free(ctx->pool);
     free(ctx->k_cache);
     free(ctx->v_cache);
@@ -839,8 +839,11 @@ const llamita_model *llamita_context_model(const llamita_context *ctx) { return 
 int32_t lm_context_n_threads(const llamita_context *ctx) { return ctx->n_threads; }
 const char *lm_context_cpu_level(const llamita_context *ctx) { return ctx->k->name; }
 
-/* The slot generate.c keeps its per-context completion state in (see generate.h). */
-lm_gen_state **lm_context_gen_slot(llamita_context *ctx) { return ctx ? &ctx->gen : NULL; }
+void **lm_context_user_slot(llamita_context *ctx, void (*free_fn)(void *)) {
+    if (!ctx) return NULL;
+    ctx->user_free = free_fn;
+    return &ctx->user;
+}
 
 void llamita_kv_clear(llamita_context *ctx) {
     for (uint32_t c = 0; c < ctx->n_ctx; c++) ctx->cell_seq[c] = -1;

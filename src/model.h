@@ -61,6 +61,12 @@ struct llamita_model {
 
 const lm_vocab *lm_model_vocab(const llamita_model *m);
 
+/* The address of a per-context pointer that a higher layer (generate.c: the tokens sequence 0 holds,
+ * for KV prefix reuse) keeps its state in; NULL for a NULL ctx. The pointer starts NULL; free_fn, when
+ * not NULL, is called on it by llamita_context_free (the last caller's free_fn wins). The inference
+ * core itself never looks at the state, so it depends on nothing above it. */
+void **lm_context_user_slot(llamita_context *ctx, void (*free_fn)(void *));
+
 /* The thread count a context runs its forward pass with (its pool's size), and the name of the
  * CPU kernel level it uses ("scalar", "avx2", "avx512", "neon"). For `llamita bench` and tests. */
 int32_t lm_context_n_threads(const llamita_context *ctx);
