@@ -267,7 +267,7 @@ class ChatTerminal(unittest.TestCase):
         pid, fd = pty.fork()
         if pid == 0:
             try:
-                os.execv(CLI, [CLI, "chat", "-m", FX, "-t", "1", "-c", "2048", "--ignore-eos", "--temp", "0"])
+                os.execv(CLI, [CLI, "chat", "-m", FX, "-t", "1", "-c", "4096", "--ignore-eos", "--temp", "0"])
             finally:
                 os._exit(127)
 
@@ -297,7 +297,12 @@ class ChatTerminal(unittest.TestCase):
             time.sleep(0.5)
             os.write(fd, b"Hello\r")
             self.assertTrue(expect(b"Hello\r\n"))              # the line is echoed, then the answer streams
-            time.sleep(0.3)
+            # Ctrl-C as soon as the answer has started: it runs until the context is full (--ignore-eos,
+            # ~4000 tokens: about 2 s here), so the key lands while it streams even on a much faster machine
+            end = time.time() + TIMEOUT
+            while not pending[0] and time.time() < end:
+                expect(b"\x00", 0.05)
+            self.assertTrue(pending[0])
             os.write(fd, b"\x03")                              # Ctrl-C: stops the answer
             self.assertTrue(expect(b"answer stopped"))
             self.assertTrue(expect(b"> "))                     # back at the prompt
