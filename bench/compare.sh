@@ -18,7 +18,7 @@
 #
 # For each type and thread count, ROUNDS times: membw (memory bandwidth, the same thread count),
 # then `llamita bench`, then `llama-bench` (A B A B ...), all with -p $P -n $N -r $REPS -o json.
-# Then peak RSS: `llamita run` and `llama-cli` on the Q8_0 file with n_ctx 2048 and a ~1000-token
+# Then peak RSS: `llamita run` and `llama-cli` on the Q8_0 file with n_ctx 2048 and a ~1400-token
 # prompt, under /usr/bin/time -v. bench/summarize.py turns the raw files into summary.md (ratios,
 # bandwidth bound, RSS bound).
 set -euo pipefail
@@ -99,7 +99,7 @@ for type in $TYPES; do
     done
 done
 
-# peak RSS at n_ctx 2048 (Q8_0): a prompt of about 1000 tokens, then 64 generated tokens
+# peak RSS at n_ctx 2048 (Q8_0): a prompt of about 1400 tokens (1394 with the synthetic vocabulary), then 64 generated tokens
 if [[ " $TYPES " == *" Q8_0 "* ]] && [ -x /usr/bin/time ]; then
     f=$BENCH_DIR/$NAME-Q8_0.gguf
     prompt=$OUT/prompt.txt
