@@ -238,8 +238,8 @@ class ChatPipe(unittest.TestCase):
         self.assertEqual(rc, 0)
 
     def test_sigint_stops_the_answer(self):
-        # a long answer (no end token, context 2048) interrupted once the first bytes arrive
-        proc = subprocess.Popen([CLI, "chat", "-m", FX, "-t", "1", "-c", "2048", "--ignore-eos", "--temp", "0"],
+        # a long answer (no end token, context 4096: ~2 s here) interrupted once the first bytes arrive
+        proc = subprocess.Popen([CLI, "chat", "-m", FX, "-t", "1", "-c", "4096", "--ignore-eos", "--temp", "0"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             proc.stdin.write(b"Tell me a long story\n")
