@@ -23,6 +23,7 @@
  * All loads are unaligned-safe (vld1 has no alignment requirement; GGUF blocks are packed).
  */
 #include "cpu.h"
+#include "gemv.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -131,30 +132,61 @@ LM_AI int32_t k4_min_sum(const uint8_t mn[8], const int16_t *bsums) {
         name(n, s, x, y, 0);                                                                        \
     }
 
+/* gemv entry points (gemv.h) name_dp_gemv / name_nodp_gemv from name_rows(R, ..., pf, dp). */
+#define LM_NEON_GEMV(name)                                                                          \
+    LM_AI void name##_dp_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs, \
+                              const void *restrict vy, const char *pf) {                            \
+        name##_rows(R, n, s, vx, xs, vy, pf, 1);                                                    \
+    }                                                                                               \
+    LM_AI void name##_nodp_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs, \
+                                const void *restrict vy, const char *pf) {                          \
+        name##_rows(R, n, s, vx, xs, vy, pf, 0);                                                    \
+    }                                                                                               \
+    DEFINE_GEMV(name##_dp)                                                                          \
+    DEFINE_GEMV(name##_nodp)
+
 /* ------------------------------------------------------------------------------------------------ */
 /* 32-element block types                                                                           */
 
-LM_AI void vd_q8_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
-    const lm_block_q8_0 *x = vx;
+/* R rows (R = 1: vec_dot; GEMV_ROWS: gemv, see gemv.h), each in exactly the one-row order. */
+LM_AI void vd_q8_0_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs,
+                        const void *restrict vy, const char *pf, const int dp) {
     const lm_block_q8_0 *y = vy;
+    const lm_block_q8_0 *x[GEMV_ROWS];
+    float32x4_t acc0[GEMV_ROWS], acc1[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        x[r] = (const lm_block_q8_0 *)(const void *)(vx + (size_t)r * xs);
+        acc0[r] = vdupq_n_f32(0.0f);
+        acc1[r] = vdupq_n_f32(0.0f);
+    }
     const int64_t nb = n / LM_QK8_0;
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        const lm_block_q8_0 *x0 = &x[b], *x1 = &x[b + 1], *y0 = &y[b], *y1 = &y[b + 1];
-        int32x4_t p0 = dot32(vld1q_s8(x0->qs), vld1q_s8(x0->qs + 16), y0->qs, dp);
-        int32x4_t p1 = dot32(vld1q_s8(x1->qs), vld1q_s8(x1->qs + 16), y1->qs, dp);
-        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), h2f(x0->d) * h2f(y0->d));
-        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), h2f(x1->d) * h2f(y1->d));
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof *y, (size_t)R * (size_t)(b + 2) * sizeof *y);
+        const lm_block_q8_0 *y0 = &y[b], *y1 = &y[b + 1];
+        const float dy0 = h2f(y0->d), dy1 = h2f(y1->d);
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            const lm_block_q8_0 *x0 = &x[r][b], *x1 = &x[r][b + 1];
+            int32x4_t p0 = dot32(vld1q_s8(x0->qs), vld1q_s8(x0->qs + 16), y0->qs, dp);
+            int32x4_t p1 = dot32(vld1q_s8(x1->qs), vld1q_s8(x1->qs + 16), y1->qs, dp);
+            acc0[r] = vfmaq_n_f32(acc0[r], vcvtq_f32_s32(p0), h2f(x0->d) * dy0);
+            acc1[r] = vfmaq_n_f32(acc1[r], vcvtq_f32_s32(p1), h2f(x1->d) * dy1);
+        }
     }
-    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for (; b < nb; b++) {
-        int32x4_t p = dot32(vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16), y[b].qs, dp);
-        sum += (float)vaddvq_s32(p) * (h2f(x[b].d) * h2f(y[b].d));
+    for (int r = 0; r < R; r++) {
+        float sum = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+        for (int64_t bt = b; bt < nb; bt++) {
+            int32x4_t p = dot32(vld1q_s8(x[r][bt].qs), vld1q_s8(x[r][bt].qs + 16), y[bt].qs, dp);
+            sum += (float)vaddvq_s32(p) * (h2f(x[r][bt].d) * h2f(y[bt].d));
+        }
+        s[r] = sum;
     }
-    *s = sum;
+}
+LM_AI void vd_q8_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
+    vd_q8_0_rows(1, n, s, vx, 0, vy, NULL, dp);
 }
 LM_NEON_PAIR(vd_q8_0)
+LM_NEON_GEMV(vd_q8_0)
 
 LM_AI int32x4_t q4_0_block(const lm_block_q4_0 *x, const lm_block_q8_0 *y, const int dp) {
     const uint8x16_t q = vld1q_u8(x->qs);
@@ -164,23 +196,40 @@ LM_AI int32x4_t q4_0_block(const lm_block_q4_0 *x, const lm_block_q8_0 *y, const
     return dot32(lo, hi, y->qs, dp);
 }
 
-LM_AI void vd_q4_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
-    const lm_block_q4_0 *x = vx;
+LM_AI void vd_q4_0_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs,
+                        const void *restrict vy, const char *pf, const int dp) {
     const lm_block_q8_0 *y = vy;
+    const lm_block_q4_0 *x[GEMV_ROWS];
+    float32x4_t acc0[GEMV_ROWS], acc1[GEMV_ROWS];
+    GEMV_UNROLL for (int r = 0; r < R; r++) {
+        x[r] = (const lm_block_q4_0 *)(const void *)(vx + (size_t)r * xs);
+        acc0[r] = vdupq_n_f32(0.0f);
+        acc1[r] = vdupq_n_f32(0.0f);
+    }
     const int64_t nb = n / LM_QK4_0;
-    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
     int64_t b = 0;
     for (; b + 1 < nb; b += 2) {
-        int32x4_t p0 = q4_0_block(&x[b], &y[b], dp);
-        int32x4_t p1 = q4_0_block(&x[b + 1], &y[b + 1], dp);
-        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), h2f(x[b].d) * h2f(y[b].d));
-        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), h2f(x[b + 1].d) * h2f(y[b + 1].d));
+        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q4_0), (size_t)R * (size_t)(b + 2) * sizeof(lm_block_q4_0));
+        const float dy0 = h2f(y[b].d), dy1 = h2f(y[b + 1].d);
+        GEMV_UNROLL for (int r = 0; r < R; r++) {
+            int32x4_t p0 = q4_0_block(&x[r][b], &y[b], dp);
+            int32x4_t p1 = q4_0_block(&x[r][b + 1], &y[b + 1], dp);
+            acc0[r] = vfmaq_n_f32(acc0[r], vcvtq_f32_s32(p0), h2f(x[r][b].d) * dy0);
+            acc1[r] = vfmaq_n_f32(acc1[r], vcvtq_f32_s32(p1), h2f(x[r][b + 1].d) * dy1);
+        }
     }
-    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));
-    for (; b < nb; b++) sum += (float)vaddvq_s32(q4_0_block(&x[b], &y[b], dp)) * (h2f(x[b].d) * h2f(y[b].d));
-    *s = sum;
+    for (int r = 0; r < R; r++) {
+        float sum = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
+        for (int64_t bt = b; bt < nb; bt++)
+            sum += (float)vaddvq_s32(q4_0_block(&x[r][bt], &y[bt], dp)) * (h2f(x[r][bt].d) * h2f(y[bt].d));
+        s[r] = sum;
+    }
+}
+LM_AI void vd_q4_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
+    vd_q4_0_rows(1, n, s, vx, 0, vy, NULL, dp);
 }
 LM_NEON_PAIR(vd_q4_0)
+LM_NEON_GEMV(vd_q4_0)
 
 /* x = d*q + m (q in 0..15): sum(x*y) = dx*dy*isum + m*s_y */
 LM_AI void vd_q4_1(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
@@ -782,6 +831,8 @@ void lm_cpu_init_neon(lm_kernels *k) {
 #define SET_DOT(type, fn) k->vec_dot[type] = dp ? fn##_dp : fn##_nodp
     SET_DOT(LM_TYPE_Q8_0, vd_q8_0);
     SET_DOT(LM_TYPE_Q4_0, vd_q4_0);
+    k->gemv[LM_TYPE_Q8_0] = dp ? vd_q8_0_dp_gemv : vd_q8_0_nodp_gemv;
+    k->gemv[LM_TYPE_Q4_0] = dp ? vd_q4_0_dp_gemv : vd_q4_0_nodp_gemv;
     SET_DOT(LM_TYPE_Q4_1, vd_q4_1);
     SET_DOT(LM_TYPE_Q5_0, vd_q5_0);
     SET_DOT(LM_TYPE_Q5_1, vd_q5_1);
