@@ -148,45 +148,9 @@ LM_AI int32_t k4_min_sum(const uint8_t mn[8], const int16_t *bsums) {
 /* ------------------------------------------------------------------------------------------------ */
 /* 32-element block types                                                                           */
 
-/* R rows (R = 1: vec_dot; GEMV_ROWS: gemv, see gemv.h), each in exactly the one-row order. */
-LM_AI void vd_q8_0_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs,
-                        const void *restrict vy, const char *pf, const int dp) {
-    const lm_block_q8_0 *y = vy;
-    const lm_block_q8_0 *x[GEMV_ROWS];
-    float32x4_t acc0[GEMV_ROWS], acc1[GEMV_ROWS];
-    GEMV_UNROLL for (int r = 0; r < R; r++) {
-        x[r] = (const lm_block_q8_0 *)(const void *)(vx + (size_t)r * xs);
-        acc0[r] = vdupq_n_f32(0.0f);
-        acc1[r] = vdupq_n_f32(0.0f);
-    }
-    const int64_t nb = n / LM_QK8_0;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof *y, (size_t)R * (size_t)(b + 2) * sizeof *y);
-        const lm_block_q8_0 *y0 = &y[b], *y1 = &y[b + 1];
-        const float dy0 = h2f(y0->d), dy1 = h2f(y1->d);
-        GEMV_UNROLL for (int r = 0; r < R; r++) {
-            const lm_block_q8_0 *x0 = &x[r][b], *x1 = &x[r][b + 1];
-            int32x4_t p0 = dot32(vld1q_s8(x0->qs), vld1q_s8(x0->qs + 16), y0->qs, dp);
-            int32x4_t p1 = dot32(vld1q_s8(x1->qs), vld1q_s8(x1->qs + 16), y1->qs, dp);
-            acc0[r] = vfmaq_n_f32(acc0[r], vcvtq_f32_s32(p0), h2f(x0->d) * dy0);
-            acc1[r] = vfmaq_n_f32(acc1[r], vcvtq_f32_s32(p1), h2f(x1->d) * dy1);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        float sum = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
-        for (int64_t bt = b; bt < nb; bt++) {
-            int32x4_t p = dot32(vld1q_s8(x[r][bt].qs), vld1q_s8(x[r][bt].qs + 16), y[bt].qs, dp);
-            sum += (float)vaddvq_s32(p) * (h2f(x[r][bt].d) * h2f(y[bt].d));
-        }
-        s[r] = sum;
-    }
+LM_AI int32x4_t q8_0_block(const lm_block_q8_0 *x, const lm_block_q8_0 *y, const int dp) {
+    return dot32(vld1q_s8(x->qs), vld1q_s8(x->qs + 16), y->qs, dp);
 }
-LM_AI void vd_q8_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
-    vd_q8_0_rows(1, n, s, vx, 0, vy, NULL, dp);
-}
-LM_NEON_PAIR(vd_q8_0)
-LM_NEON_GEMV(vd_q8_0)
 
 LM_AI int32x4_t q4_0_block(const lm_block_q4_0 *x, const lm_block_q8_0 *y, const int dp) {
     const uint8x16_t q = vld1q_u8(x->qs);
@@ -196,40 +160,46 @@ LM_AI int32x4_t q4_0_block(const lm_block_q4_0 *x, const lm_block_q8_0 *y, const
     return dot32(lo, hi, y->qs, dp);
 }
 
-LM_AI void vd_q4_0_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs,
-                        const void *restrict vy, const char *pf, const int dp) {
-    const lm_block_q8_0 *y = vy;
-    const lm_block_q4_0 *x[GEMV_ROWS];
-    float32x4_t acc0[GEMV_ROWS], acc1[GEMV_ROWS];
-    GEMV_UNROLL for (int r = 0; r < R; r++) {
-        x[r] = (const lm_block_q4_0 *)(const void *)(vx + (size_t)r * xs);
-        acc0[r] = vdupq_n_f32(0.0f);
-        acc1[r] = vdupq_n_f32(0.0f);
-    }
-    const int64_t nb = n / LM_QK4_0;
-    int64_t b = 0;
-    for (; b + 1 < nb; b += 2) {
-        gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(lm_block_q4_0), (size_t)R * (size_t)(b + 2) * sizeof(lm_block_q4_0));
-        const float dy0 = h2f(y[b].d), dy1 = h2f(y[b + 1].d);
-        GEMV_UNROLL for (int r = 0; r < R; r++) {
-            int32x4_t p0 = q4_0_block(&x[r][b], &y[b], dp);
-            int32x4_t p1 = q4_0_block(&x[r][b + 1], &y[b + 1], dp);
-            acc0[r] = vfmaq_n_f32(acc0[r], vcvtq_f32_s32(p0), h2f(x[r][b].d) * dy0);
-            acc1[r] = vfmaq_n_f32(acc1[r], vcvtq_f32_s32(p1), h2f(x[r][b + 1].d) * dy1);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        float sum = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));
-        for (int64_t bt = b; bt < nb; bt++)
-            sum += (float)vaddvq_s32(q4_0_block(&x[r][bt], &y[bt], dp)) * (h2f(x[r][bt].d) * h2f(y[bt].d));
-        s[r] = sum;
-    }
-}
-LM_AI void vd_q4_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
-    vd_q4_0_rows(1, n, s, vx, 0, vy, NULL, dp);
-}
-LM_NEON_PAIR(vd_q4_0)
-LM_NEON_GEMV(vd_q4_0)
+/* NAME_rows: R rows (R = 1: vec_dot; GEMV_ROWS: gemv, see gemv.h) of 32-element blocks XB against
+ * Q8_0 activations, each row in exactly the one-row order: block pairs into two accumulators, then
+ * an odd last block added in float. NAME: the vec_dot (dp as its last argument). */
+#define DEFINE_NEON_B32(NAME, XB, BLOCK)                                                            \
+    LM_AI void NAME##_rows(const int R, int64_t n, float *restrict s, const char *restrict vx, size_t xs, \
+                           const void *restrict vy, const char *pf, const int dp) {                 \
+        const lm_block_q8_0 *y = vy;                                                                \
+        const XB *x[GEMV_ROWS];                                                                     \
+        float32x4_t acc0[GEMV_ROWS], acc1[GEMV_ROWS];                                               \
+        GEMV_UNROLL for (int r = 0; r < R; r++) {                                                   \
+            x[r] = (const XB *)(const void *)(vx + (size_t)r * xs);                                 \
+            acc0[r] = vdupq_n_f32(0.0f);                                                            \
+            acc1[r] = vdupq_n_f32(0.0f);                                                            \
+        }                                                                                           \
+        const int64_t nb = n / 32;                                                                  \
+        int64_t b = 0;                                                                              \
+        for (; b + 1 < nb; b += 2) {                                                                \
+            gemv_prefetch(pf, (size_t)R * (size_t)b * sizeof(XB), (size_t)R * (size_t)(b + 2) * sizeof(XB)); \
+            const float dy0 = h2f(y[b].d), dy1 = h2f(y[b + 1].d);                                   \
+            GEMV_UNROLL for (int r = 0; r < R; r++) {                                               \
+                const int32x4_t p0 = BLOCK(&x[r][b], &y[b], dp), p1 = BLOCK(&x[r][b + 1], &y[b + 1], dp); \
+                acc0[r] = vfmaq_n_f32(acc0[r], vcvtq_f32_s32(p0), h2f(x[r][b].d) * dy0);            \
+                acc1[r] = vfmaq_n_f32(acc1[r], vcvtq_f32_s32(p1), h2f(x[r][b + 1].d) * dy1);        \
+            }                                                                                       \
+        }                                                                                           \
+        for (int r = 0; r < R; r++) {                                                               \
+            float sum = vaddvq_f32(vaddq_f32(acc0[r], acc1[r]));                                    \
+            for (int64_t bt = b; bt < nb; bt++)                                                     \
+                sum += (float)vaddvq_s32(BLOCK(&x[r][bt], &y[bt], dp)) * (h2f(x[r][bt].d) * h2f(y[bt].d)); \
+            s[r] = sum;                                                                             \
+        }                                                                                           \
+    }                                                                                               \
+    LM_AI void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) { \
+        NAME##_rows(1, n, s, vx, 0, vy, NULL, dp);                                                  \
+    }                                                                                               \
+    LM_NEON_PAIR(NAME)                                                                              \
+    LM_NEON_GEMV(NAME)
+
+DEFINE_NEON_B32(vd_q8_0, lm_block_q8_0, q8_0_block)
+DEFINE_NEON_B32(vd_q4_0, lm_block_q4_0, q4_0_block)
 
 /* x = d*q + m (q in 0..15): sum(x*y) = dx*dy*isum + m*s_y */
 LM_AI void vd_q4_1(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy, const int dp) {
