@@ -181,7 +181,9 @@ static void test_vec_dot(void **state) {
     (void)state;
     const char *names[8];
     int nl = get_levels(names);
-    static const int64_t blocks_32[] = {1, 2, 3, 7, 8, 9, 10, 11, 19, 33};
+    /* 518: longer than the 512 blocks Q4_0's decode kernels prepare at once (q4_0x4.h), with a
+     * partial last group of 4 */
+    static const int64_t blocks_32[] = {1, 2, 3, 7, 8, 9, 10, 11, 19, 33, 518};
     static const int64_t blocks_k[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     static const int64_t lens_f[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 1000, 4099};
     for (int l = 0; l < nl; l++) {
@@ -250,7 +252,7 @@ static void test_gemv(void **state) {
     (void)state;
     const char *names[8];
     int nl = get_levels(names);
-    static const int64_t blocks_32[] = {1, 3, 8, 9, 11, 64};
+    static const int64_t blocks_32[] = {1, 3, 8, 9, 11, 64, 518};
     static const int64_t blocks_k[] = {1, 2, 3, 8};
     int n_checked = 0;
     for (int l = 0; l < nl; l++) {
@@ -261,7 +263,7 @@ static void test_gemv(void **state) {
             const lm_type_traits *tr = lm_type_traits_get((uint32_t)t);
             const lm_type_traits *vt = lm_type_traits_get(tr->vec_dot_type);
             const int64_t *counts = tr->blck_size == LM_QK_K ? blocks_k : blocks_32;
-            const int ncounts = tr->blck_size == LM_QK_K ? 4 : 6;
+            const int ncounts = tr->blck_size == LM_QK_K ? 4 : 7;
             rng_seed(2000 + (uint64_t)t);
             int rows_checked = 0;
             for (int c = 0; c < ncounts; c++) {
@@ -302,7 +304,7 @@ static void test_gemv(void **state) {
 
 /* The avx2 and avx512 levels use the same summation order for the 32-element block types (see
  * x86_avx2.c), so their results must be bit-identical: checked for every block count 1..40 (all tail
- * combinations of the 8/4/2/1-block loops). */
+ * combinations of the 8/4/2/1-block loops) and 518 (Q4_0: q4_0x4.h's slices). */
 static void test_x86_levels_agree(void **state) {
     (void)state;
     const lm_kernels *a = lm_cpu_kernels_level("avx2"), *b = lm_cpu_kernels_level("avx512");
@@ -315,12 +317,13 @@ static void test_x86_levels_agree(void **state) {
         const int t = types[ti];
         const lm_type_traits *tr = lm_type_traits_get((uint32_t)t), *vt = lm_type_traits_get(tr->vec_dot_type);
         rng_seed(31 + (uint64_t)t);
-        const int64_t nmax = 40 * 32;
+        const int64_t nmax = 518 * 32; /* 518 blocks: see test_vec_dot */
         uint8_t *w = malloc(lm_row_size((uint32_t)t, nmax)), *aq = malloc(lm_row_size(tr->vec_dot_type, nmax));
         float *af = malloc((size_t)nmax * sizeof *af);
         assert_true(w && aq && af);
         int cases = 0;
-        for (int64_t nb = 1; nb <= 40; nb++) {
+        for (int64_t nbi = 1; nbi <= 41; nbi++) {
+            const int64_t nb = nbi <= 40 ? nbi : 518;
             for (int trial = 0; trial < 2; trial++) {
                 const int64_t n = nb * 32;
                 make_weight_row(t, n, w, trial);

@@ -31,7 +31,9 @@ typedef void (*lm_gemm_fn)(int64_t K, const void *restrict W, size_t w_row_size,
 /* Matrix-vector product over a row range, for decoding one token:
  *   for r in [r0, r1):  s[r] = dot(W row r, x)
  * W as for lm_gemm_fn, x one activation row in the type's vec_dot_type. Results are bit-identical to
- * vec_dot on each row (the kernel only interleaves several rows to share x and overlap their work). */
+ * vec_dot on each row (the kernel shares the work that depends only on x between rows: several rows
+ * side by side, or x prepared once for the whole range). Where a type has none, the callers loop over
+ * vec_dot (the better way to stream some types from memory: see the ISA files). */
 typedef void (*lm_gemv_fn)(int64_t K, const void *restrict W, size_t w_row_size, const void *restrict x,
                            float *restrict s, int64_t r0, int64_t r1);
 

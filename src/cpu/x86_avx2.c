@@ -25,6 +25,7 @@
  */
 #include "cpu.h"
 #include "gemv.h"
+#include "q4_0x4.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -191,13 +192,6 @@ static inline __m256i q8_0_block_dot(const lm_block_q8_0 *x, const lm_block_q8_0
     return dot_i8(loadu256(x->qs), loadu256(y->qs));
 }
 
-/* (q - 8) . y for a Q4_0 block against a Q8_0 block: 8 int32 lanes. */
-static inline __m256i q4_0_block_dot(const lm_block_q4_0 *x, const lm_block_q8_0 *y) {
-    const __m256i q = nib_unpack16(x->qs);
-    const __m256i yv = loadu256(y->qs);
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(_mm256_set1_epi8(8), yv));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
 
 /* (q - 16) . y for a Q5_0 block: the 5th bit set keeps the nibble, clear makes it nibble - 16 (as int8:
  * nibble | 0xF0). */
@@ -220,6 +214,90 @@ static inline __m256i q5_1_block_dot(const lm_block_q5_1 *x, const lm_block_q8_1
 /* acc lane i += a * b (one fused rounding), for the few tail blocks */
 static inline float fma1(float a, float b, float acc) {
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(acc)));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Q4_0 x Q8_0 in groups of 4 blocks, one row at a time (q4_0x4.h: why, and the summation order,  */
+/* which x86_avx512.c follows too). Here a group is two halves of 8 lanes (blocks 0-1, 2-3), each */
+/* with its own accumulator; vpmaddubsw + vpmaddwd give the same exact lane sums as vpdpbusd.     */
+
+/* The activation groups of blocks [b0, b1) of y (b0 a multiple of 4) into gy[0..) */
+static void q40x4_prep(const lm_block_q8_0 *restrict y, int64_t b0, int64_t b1, q40x4_y *restrict gy) {
+    const __m256i eight = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+    for (int64_t b = b0; b < b1; b += 4, gy++) {
+        lm_block_q8_0 tmp[4];
+        const lm_block_q8_0 *yb = y + b;
+        if (b + 4 > b1) { /* last partial group: zero blocks after the row's end */
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, y + b, (size_t)(b1 - b) * sizeof *y);
+            yb = tmp;
+        }
+        for (int j = 0; j < 4; j++) {
+            _mm_storeu_si128((__m128i *)(gy->lo + 16 * j), loadu128(yb[j].qs));
+            _mm_storeu_si128((__m128i *)(gy->hi + 16 * j), loadu128(yb[j].qs + 16));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m256i c16 = _mm256_add_epi16(_mm256_maddubs_epi16(eight, loadu256(gy->lo + 32 * h)),
+                                                 _mm256_maddubs_epi16(eight, loadu256(gy->hi + 32 * h)));
+            _mm256_storeu_si256((__m256i *)(gy->ncorr + 8 * h),
+                                _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(c16, ones)));
+            _mm256_storeu_ps(gy->dy + 8 * h, _mm256_set_m128(_mm_set1_ps(f16_at(&yb[2 * h + 1].d)),
+                                                             _mm_set1_ps(f16_at(&yb[2 * h].d))));
+        }
+    }
+}
+
+/* acc0 / acc1 + the groups of blocks [b0, b1) of the Q4_0 row x (b0 a multiple of 4) */
+static inline void q40x4_acc(const lm_block_q4_0 *restrict x, int64_t b0, int64_t b1, const q40x4_y *restrict gy,
+                             __m256 acc[2]) {
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    for (int64_t b = b0; b < b1; b += 4, gy++) {
+        lm_block_q4_0 tmp[4];
+        const lm_block_q4_0 *xb = x + b;
+        __builtin_prefetch(stream_pf(x + b), 0, 3); /* gemv.h; one line per 72 bytes */
+        if (b + 4 > b1) {
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, x + b, (size_t)(b1 - b) * sizeof *x);
+            xb = tmp;
+        }
+        for (int h = 0; h < 2; h++) {
+            const lm_block_q4_0 *x0 = &xb[2 * h], *x1 = &xb[2 * h + 1];
+            const __m256i q = _mm256_set_m128i(loadu128(x1->qs), loadu128(x0->qs));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, loadu256(gy->lo + 32 * h)),
+                                                 _mm256_maddubs_epi16(hi, loadu256(gy->hi + 32 * h)));
+            const __m256i isum = _mm256_add_epi32(loadu256(gy->ncorr + 8 * h), _mm256_madd_epi16(p16, ones));
+            const __m256 dx = _mm256_set_m128(_mm_set1_ps(f16_at(&x1->d)), _mm_set1_ps(f16_at(&x0->d)));
+            acc[h] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_loadu_ps(gy->dy + 8 * h)), _mm256_cvtepi32_ps(isum), acc[h]);
+        }
+    }
+}
+
+/* Rows [r0, r1) of W (rows of ws bytes) times the Q8_0 row vy: the activation is prepared once
+ * (slice by slice past Q40X4_MAX_GROUPS groups), then each row is one sequential pass. */
+static void q4_0_x4_gemv(int64_t n, const void *restrict W, size_t ws, const void *restrict vy, float *restrict s,
+                         int64_t r0, int64_t r1) {
+    const lm_block_q8_0 *y = vy;
+    const int64_t nb = n / 32, slice = 4 * Q40X4_MAX_GROUPS;
+    q40x4_y gy[Q40X4_MAX_GROUPS];
+    if (nb <= slice) q40x4_prep(y, 0, nb, gy);
+    for (int64_t r = r0; r < r1; r++) {
+        const lm_block_q4_0 *x = (const lm_block_q4_0 *)((const char *)W + (size_t)r * ws);
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        if (nb <= slice) {
+            q40x4_acc(x, 0, nb, gy, acc);
+        } else {
+            for (int64_t b0 = 0; b0 < nb; b0 += slice) {
+                const int64_t b1 = b0 + slice < nb ? b0 + slice : nb;
+                q40x4_prep(y, b0, b1, gy);
+                q40x4_acc(x, b0, b1, gy, acc);
+            }
+        }
+        s[r] = hsum256(_mm256_add_ps(acc[0], acc[1]));
+    }
+}
+static void vec_dot_q4_0_q8_0(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+    q4_0_x4_gemv(n, vx, 0, vy, s, 0, 1);
 }
 
 /* d sits at byte offset 0 of every 32-element block; m (Q4_1/Q5_1) and s (Q8_1) at offset 2 */
@@ -282,15 +360,16 @@ _Static_assert(offsetof(lm_block_q8_1, s) == 2, "s at 2");
         }                                                                                                    \
     }                                                                                                        \
     static void NAME(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {       \
-        NAME##_rows(1, n, s, vx, 0, vy, NULL);                                                                     \
-    }                                                                                                        \
-    DEFINE_GEMV(NAME)
+        NAME##_rows(1, n, s, vx, 0, vy, stream_pf(vx));                                                               \
+    }
 
 DEFINE_VEC_DOT_32(vec_dot_q8_0_q8_0, lm_block_q8_0, lm_block_q8_0, q8_0_block_dot, 0)
-DEFINE_VEC_DOT_32(vec_dot_q4_0_q8_0, lm_block_q4_0, lm_block_q8_0, q4_0_block_dot, 0)
 DEFINE_VEC_DOT_32(vec_dot_q5_0_q8_0, lm_block_q5_0, lm_block_q8_0, q5_0_block_dot, 0)
+DEFINE_GEMV(vec_dot_q5_0_q8_0)
 DEFINE_VEC_DOT_32(vec_dot_q4_1_q8_1, lm_block_q4_1, lm_block_q8_1, q4_1_block_dot, 1)
+DEFINE_GEMV(vec_dot_q4_1_q8_1)
 DEFINE_VEC_DOT_32(vec_dot_q5_1_q8_1, lm_block_q5_1, lm_block_q8_1, q5_1_block_dot, 1)
+DEFINE_GEMV(vec_dot_q5_1_q8_1)
 
 /* ---------------------------------------------------------------------------------------------- */
 /* K-quants x Q8_K                                                                                */
@@ -394,9 +473,8 @@ static inline __attribute__((always_inline)) void q4_K_rows(const int R, int64_t
     GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]) - hsum256(accm[r]);
 }
 static void vec_dot_q4_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    q4_K_rows(1, n, s, vx, 0, vy, NULL);
+    q4_K_rows(1, n, s, vx, 0, vy, stream_pf(vx));
 }
-DEFINE_GEMV(q4_K)
 
 static inline __attribute__((always_inline)) void q5_K_rows(const int R, int64_t n, float *restrict s,
                                                              const char *restrict vx, size_t xs,
@@ -443,9 +521,8 @@ static inline __attribute__((always_inline)) void q5_K_rows(const int R, int64_t
     GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]) - hsum256(accm[r]);
 }
 static void vec_dot_q5_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    q5_K_rows(1, n, s, vx, 0, vy, NULL);
+    q5_K_rows(1, n, s, vx, 0, vy, stream_pf(vx));
 }
-DEFINE_GEMV(q5_K)
 
 /* [s_8h .. s_8h+7 | same] from 16 int16 scales */
 static inline __m256i half_bcast(__m256i sc16, int h) {
@@ -499,9 +576,8 @@ static inline __attribute__((always_inline)) void q6_K_rows(const int R, int64_t
     GEMV_UNROLL for (int r = 0; r < R; r++) s[r] = hsum256(acc[r]);
 }
 static void vec_dot_q6_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
-    q6_K_rows(1, n, s, vx, 0, vy, NULL);
+    q6_K_rows(1, n, s, vx, 0, vy, stream_pf(vx));
 }
-DEFINE_GEMV(q6_K)
 
 static void vec_dot_q2_K_q8_K(int64_t n, float *restrict s, const void *restrict vx, const void *restrict vy) {
     const lm_block_q2_K *x = vx;
@@ -917,14 +993,10 @@ void lm_cpu_init_avx2(lm_kernels *k) {
     k->vec_dot[LM_TYPE_F32] = vec_dot_f32;
     k->vec_dot[LM_TYPE_F16] = vec_dot_f16;
     k->vec_dot[LM_TYPE_BF16] = vec_dot_bf16;
-    k->gemv[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0_gemv;
+    k->gemv[LM_TYPE_Q4_0] = q4_0_x4_gemv;
     k->gemv[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1_gemv;
     k->gemv[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0_gemv;
     k->gemv[LM_TYPE_Q5_1] = vec_dot_q5_1_q8_1_gemv;
-    k->gemv[LM_TYPE_Q8_0] = vec_dot_q8_0_q8_0_gemv;
-    k->gemv[LM_TYPE_Q4_K] = q4_K_gemv;
-    k->gemv[LM_TYPE_Q5_K] = q5_K_gemv;
-    k->gemv[LM_TYPE_Q6_K] = q6_K_gemv;
     k->vec_dot[LM_TYPE_Q4_0] = vec_dot_q4_0_q8_0;
     k->vec_dot[LM_TYPE_Q4_1] = vec_dot_q4_1_q8_1;
     k->vec_dot[LM_TYPE_Q5_0] = vec_dot_q5_0_q8_0;
