@@ -1208,21 +1208,19 @@ typedef struct mm_job {
     void *conv_dst;
     size_t conv_rs;
     int64_t chunk, n_chunks;
-    /* T == 1: chunk c is rows [bound[c], bound[c + 1]) (decreasing sizes, see mm_job_set) */
+    /* T == 1: item c is rows [bound[c], bound[c + 1]) (decreasing sizes, see mm_job_set) */
     int32_t bound[MM_MAX_CHUNKS + 1];
 } mm_job;
 
-/* Rows per work item: a multiple of `align`. T == 1: about 8 items per thread (any split gives the
- * same results, each row being one vec_dot). T > 1: rows / 8 within [64, 512], independent of the
+/* Work items of a product over w's rows: item c is rows [r0, r1) as mm_run computes them.
+ * T > 1: items of `chunk` rows, rows / 8 within [64, 512] (a multiple of `align`), independent of the
  * thread count, so gemm calls and results do not depend on it; large enough that a gemm call's
- * per-call activation work is amortized (measured: 512-row calls take ~15% less CPU time than
- * 64-row calls for a Q8_0 pp512), small enough that 2-4 threads stay balanced. */
-static int64_t mm_chunk(int64_t rows, int32_t T, int nth, int64_t align) {
-    int64_t c = T == 1 ? rows / ((int64_t)nth * 8) : LM_MIN(LM_MAX(rows / 8, 64), 512);
-    c = (c + align - 1) / align * align;
-    return c < align ? align : c;
-}
-
+ * per-call activation work is amortized (measured: 512-row calls take ~15% less CPU time than 64-row
+ * calls for a Q8_0 pp512), small enough that 2-4 threads stay balanced.
+ * T == 1 (decode; any split gives the same results, each row being one vec_dot): guided items in
+ * bound[], each 1/(2 nth) of the rows left (a multiple of `align`), at least MM_MIN_CHUNK_BYTES of
+ * weights, so a phase ends with small items and the threads reach the barrier together (equal items
+ * of 1/(8 nth) instead: Q8_0 tg 5-8% slower at 2 threads). */
 static void mm_job_set(mm_job *j, const lm_weight *w, const void *act, size_t as, float *y,
                        int64_t ldy, int epi, int32_t T, int nth, int64_t align) {
     memset(j, 0, sizeof *j);
@@ -1232,29 +1230,23 @@ static void mm_job_set(mm_job *j, const lm_weight *w, const void *act, size_t as
     j->y = y;
     j->ldy = ldy;
     j->epi = epi;
-    j->chunk = mm_chunk(w->ne1, T, nth, align);
-    j->n_chunks = (w->ne1 + j->chunk - 1) / j->chunk;
-    if (T == 1) {
-        /* Decode: guided chunks, each a 1/(2 nth) share of the rows left (rounded up to `align`,
-         * at least MM_MIN_CHUNK_BYTES of weights), so the phase ends with small chunks and the threads arrive at the
-         * barrier together (equal chunks of rows / (8 nth) left up to half a chunk of imbalance:
-         * measured ~5% of a decode step waiting). Any split gives the same results (one vec_dot
-         * per row). */
-        const int64_t rows = w->ne1;
-        int64_t minc = (int64_t)(MM_MIN_CHUNK_BYTES / w->row_size) / align * align;
-        if (minc < align) minc = align;
-        int64_t r = 0;
-        int n = 0;
-        while (r < rows) {
-            int64_t c = ((rows - r) / (2 * nth) + align - 1) / align * align;
-            if (c < minc) c = minc;
-            if (n == MM_MAX_CHUNKS - 1 || r + c > rows) c = rows - r;
-            j->bound[n++] = (int32_t)r;
-            r += c;
-        }
-        j->bound[n] = (int32_t)rows;
-        j->n_chunks = n;
+    const int64_t rows = w->ne1;
+    if (T > 1) {
+        j->chunk = (LM_MIN(LM_MAX(rows / 8, 64), 512) + align - 1) / align * align;
+        j->n_chunks = (rows + j->chunk - 1) / j->chunk;
+        return;
     }
+    const int64_t minc = LM_MAX((int64_t)(MM_MIN_CHUNK_BYTES / w->row_size) / align * align, align);
+    int64_t r = 0;
+    int n = 0;
+    while (r < rows) {
+        int64_t c = LM_MAX(((rows - r) / (2 * nth) + align - 1) / align * align, minc);
+        if (n == MM_MAX_CHUNKS - 1 || r + c > rows) c = rows - r;
+        j->bound[n++] = (int32_t)r;
+        r += c;
+    }
+    j->bound[n] = (int32_t)rows;
+    j->n_chunks = n;
 }
 
 /* Epilogue of rows [r0, r1) of job j for tokens [0, T), in the thread that computed them. */
