@@ -41,13 +41,12 @@ typedef struct job {
 static void *reader(void *arg) {
     job *j = arg;
     pthread_barrier_wait(j->start);
-    /* 8 independent accumulators: vectorizes; the loop is limited by memory, not by adds */
-    uint64_t s[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= j->n; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += j->p[i + k];
-    for (; i < j->n; i++) s[0] += j->p[i];
-    j->sum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    /* A plain sum: gcc and clang both turn it into 64-byte loads added into vector accumulators (the
+     * loop is limited by memory, not by the adds). An 8-way array of sums, the previous form, clang
+     * 14 vectorized with gathers, reading at ~8 GB/s where gcc's code read at ~50. */
+    uint64_t s = 0;
+    for (size_t i = 0; i < j->n; i++) s += j->p[i];
+    j->sum = s;
     j->t_end = now_s();
     return NULL;
 }

@@ -62,14 +62,11 @@ typedef struct worker {
     uint64_t sum; /* the read's result, kept so the loop is not removed */
 } worker;
 
-/* membw's loop: 8 independent 64-bit sums */
+/* membw's loop (bench/membw.c: why this form) */
 static uint64_t read_sum(const uint64_t *p, size_t n) {
-    uint64_t s[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) s[k] += p[i + k];
-    for (; i < n; i++) s[0] += p[i];
-    return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += p[i];
+    return s;
 }
 
 static void *work(void *arg) {
@@ -163,7 +160,12 @@ int main(int argc, char **argv) {
         uint8_t *w = aligned_alloc(2u << 20, alloc);
         void *xq = malloc(xs);
         float *xf = malloc(sizeof(float) * (size_t)K), *out = malloc(sizeof(float) * (size_t)rows);
-        if (!w || !xq || !xf || !out || rows < nthreads) {
+        if (rows < nthreads) {
+            fprintf(stderr, "decode_stream: -m %.0f MB holds %lld rows of %s (%zu bytes each), fewer than the %d threads\n",
+                    mb, (long long)rows, tr->name, rs, nthreads);
+            return 2;
+        }
+        if (!w || !xq || !xf || !out) {
             fprintf(stderr, "decode_stream: cannot allocate %.0f MB for %s\n", mb, tr->name);
             return 1;
         }
